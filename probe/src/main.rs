@@ -1,0 +1,260 @@
+//! `netstream-probe` binary: wiring, signals, exit summary.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use netstream_probe::cli::Args;
+use netstream_probe::metrics::ProbeMetrics;
+use netstream_probe::pipeline::{Ended, RunTotals, SourceRun};
+use netstream_probe::producer::{Backpressure, ProbeProducer};
+use netstream_probe::progress::Progress;
+use netstream_probe::source::{self, LiveOptions};
+use netstream_runtime::http::{self, Health};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    netstream_runtime::logging::init();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("netstream-probe: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn node_name(args: &Args) -> String {
+    args.node_name.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into())
+    })
+}
+
+fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let metrics_addr = args.metrics_addr().map_err(anyhow::Error::msg)?;
+    let node = node_name(&args);
+    let replay = !args.pcap.is_empty();
+
+    // Open every source first: a missing file, unknown link type, bad filter or missing
+    // interface is one clear error before anything is produced.
+    let mut files = Vec::new();
+    for path in &args.pcap {
+        files.push(source::open_file(path, args.filter.as_deref())?);
+    }
+    let live_opts = LiveOptions {
+        snaplen: args.snaplen,
+        promiscuous: args.promiscuous,
+        buffer_bytes: args.buffer_mb.saturating_mul(1024 * 1024),
+        filter: args.filter.clone(),
+    };
+    let mut lives = Vec::new();
+    for iface in &args.interfaces {
+        lives.push(source::open_live(iface, &live_opts)?);
+    }
+    let labels: Vec<String> = files
+        .iter()
+        .map(|f| f.label.clone())
+        .chain(lives.iter().map(|l| l.label.clone()))
+        .collect();
+
+    let metrics = ProbeMetrics::new();
+    let counters: Vec<_> = labels.iter().map(|l| metrics.interface(l)).collect();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("netstream-http")
+        .build()
+        .context("cannot start the async runtime")?;
+    let health = Health::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+
+    if let Some(addr) = metrics_addr {
+        let app = http::router(metrics.registry.clone(), health.clone());
+        let mut rx = shutdown_rx.clone();
+        let (bound, _task) = runtime.block_on(http::serve(addr, app, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }))?;
+        tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+    }
+    {
+        let stop = stop.clone();
+        runtime.spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stopping: flushing pending records");
+            stop.store(true, Ordering::Relaxed);
+            // A second signal exits at once.
+            wait_for_signal().await;
+            std::process::exit(130);
+        });
+    }
+
+    let producer = ProbeProducer::connect(
+        &args.brokers,
+        &args.topic,
+        args.queue_size,
+        &args.producer_config,
+        metrics.delivered.clone(),
+        counters
+            .iter()
+            .map(|c| c.drop_produce_error.clone())
+            .collect(),
+        args.connect_timeout,
+    )?;
+    health.set_ready(true);
+
+    let totals = Arc::new(RunTotals::default());
+    let started = Instant::now();
+    let mut truncated = Vec::new();
+
+    if replay {
+        let total_bytes: u64 = files.iter().filter_map(|f| f.file_size).sum();
+        let show = match args.progress.as_str() {
+            "always" => true,
+            "never" => false,
+            _ => std::io::stderr().is_terminal(),
+        };
+        let progress = show.then(|| {
+            Progress::start(
+                totals.clone(),
+                total_bytes,
+                format!("replaying {} file(s)", files.len()),
+            )
+        });
+        for (index, file) in files.iter_mut().enumerate() {
+            let run = SourceRun {
+                index,
+                counters: counters[index].clone(),
+                producer: &producer,
+                backpressure: Backpressure::Wait,
+                sampling: args.sampling,
+                node: &node,
+                stop: &stop,
+                totals: totals.clone(),
+            };
+            match run
+                .run(file)
+                .with_context(|| format!("reading {}", file.label))?
+            {
+                Ended::Done => {}
+                Ended::Truncated(msg) => {
+                    tracing::warn!(file = %file.label, %msg, "capture file ends in the middle of a packet; the partial packet is skipped");
+                    truncated.push(file.label.clone());
+                }
+            }
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        drop(progress);
+    } else {
+        std::thread::scope(|s| {
+            let offset = files.len();
+            let mut handles = Vec::new();
+            for (i, mut live) in lives.drain(..).enumerate() {
+                let run = SourceRun {
+                    index: offset + i,
+                    counters: counters[offset + i].clone(),
+                    producer: &producer,
+                    backpressure: Backpressure::Drop,
+                    sampling: args.sampling,
+                    node: &node,
+                    stop: &stop,
+                    totals: totals.clone(),
+                };
+                tracing::info!(interface = %live.label, link = ?live.link, "capturing");
+                handles.push(s.spawn(move || {
+                    let label = live.label.clone();
+                    if let Err(e) = run.run(&mut live) {
+                        tracing::error!(interface = %label, error = %e, "capture failed");
+                    }
+                }));
+            }
+            // Sample the queue depth while capturing.
+            while handles.iter().any(|h| !h.is_finished()) {
+                metrics.queue_depth.set(i64::from(producer.in_flight()));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        // Every capture thread ended: if nobody asked us to stop, that is a failure.
+        if !stop.load(Ordering::Relaxed) {
+            health.set_live(false);
+        }
+    }
+
+    let flushed = producer.flush(args.flush_timeout);
+    metrics.queue_depth.set(i64::from(producer.in_flight()));
+    let _ = shutdown_tx.send(true);
+
+    let t = &*totals;
+    let read = t.read.load(Ordering::Relaxed);
+    let produced = t.produced.load(Ordering::Relaxed);
+    let delivered = producer.totals.delivered.load(Ordering::Relaxed);
+    let failed = producer.totals.failed.load(Ordering::Relaxed)
+        + t.refused.load(Ordering::Relaxed)
+        + if flushed {
+            0
+        } else {
+            produced.saturating_sub(delivered)
+        };
+    let dropped = t.queue_full.load(Ordering::Relaxed)
+        + t.kernel_drops.load(Ordering::Relaxed)
+        + t.interface_drops.load(Ordering::Relaxed);
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "netstream-probe: read {read} packets ({} wire bytes), produced {produced}, acknowledged {delivered}, failed {failed}, dropped {dropped}, unparsed {}, sampled out {}{} in {secs:.2}s ({:.0} packets/s)",
+        t.wire_bytes.load(Ordering::Relaxed),
+        t.unparsed.load(Ordering::Relaxed),
+        t.sampled_out.load(Ordering::Relaxed),
+        if truncated.is_empty() {
+            String::new()
+        } else {
+            format!(", truncated file(s): {}", truncated.join(", "))
+        },
+        read as f64 / secs.max(1e-9),
+    );
+    if !flushed {
+        eprintln!(
+            "netstream-probe: error: {} record(s) were not acknowledged within --flush-timeout {:?}; is the broker at {} up?",
+            producer.in_flight(),
+            args.flush_timeout,
+            args.brokers
+        );
+    }
+    let interrupted = replay && stop.load(Ordering::Relaxed);
+    let complete = flushed
+        && failed == 0
+        && delivered == produced
+        && (!replay || produced + t.sampled_out.load(Ordering::Relaxed) == read);
+    Ok(if complete && !interrupted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

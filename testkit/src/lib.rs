@@ -1,0 +1,12 @@
+//! Test support for netstream: real components, started per test.
+//!
+//! - [`broker`]: a real tansu broker (Kafka protocol) on a free loopback port.
+//! - [`pcap`]: writes classic pcap files with exactly known content.
+//! - [`frames`]: builds frames with etherparse.
+//! - [`tools`]: finds the external tools tests need, skipping (or failing under
+//!   `NETSTREAM_REQUIRE_TOOLS=1`, as CI sets) when they are missing.
+
+pub mod broker;
+pub mod frames;
+pub mod pcap;
+pub mod tools;
