@@ -10,7 +10,7 @@ use pcap::Activated;
 
 use crate::metrics::InterfaceCounters;
 use crate::producer::{Backpressure, Enqueued, ProbeProducer};
-use crate::source::{Opened, timestamp_ns};
+use crate::source::{Opened, timestamp_ns, wait_readable};
 
 /// Counts for the exit summary, shared with the progress display.
 #[derive(Debug, Default)]
@@ -73,7 +73,12 @@ impl SourceRun<'_> {
             }
             let packet = match src.capture.next_packet() {
                 Ok(p) => p,
-                Err(pcap::Error::TimeoutExpired) => continue,
+                Err(pcap::Error::TimeoutExpired) => {
+                    if let Some(fd) = src.wait_fd {
+                        wait_readable(fd, 100);
+                    }
+                    continue;
+                }
                 Err(pcap::Error::NoMorePackets) => break,
                 Err(pcap::Error::PcapError(msg)) if !live && msg.contains("truncated") => {
                     return Ok(Ended::Truncated(msg));
@@ -104,6 +109,7 @@ impl SourceRun<'_> {
             let key = parsed.key.encode(&mut key_buf);
             let meta = PacketMeta {
                 direction: parsed.direction,
+                tcp_syn: parsed.tcp_syn,
                 link_type,
                 wire_len,
                 ts_ns: timestamp_ns(packet.header, src.nanos),

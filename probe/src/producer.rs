@@ -32,11 +32,29 @@ pub struct DeliveryCounter {
     failed_by_source: Vec<IntCounter>,
     log_limit: RateLimit,
     client_log_limit: RateLimit,
+    librdkafka_log_limit: RateLimit,
 }
 
 impl ClientContext for DeliveryCounter {
     fn error(&self, error: KafkaError, reason: &str) {
         warn_limited!(self.client_log_limit, %error, reason, "kafka client error (librdkafka retries on its own)");
+    }
+
+    /// librdkafka repeats connection failures many times a second while a broker is down: one
+    /// line per interval is enough, the `error` callback above says the same.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error | L::Warning => {
+                warn_limited!(
+                    self.librdkafka_log_limit,
+                    facility = fac,
+                    detail = message,
+                    "librdkafka"
+                );
+            }
+            _ => tracing::debug!(facility = fac, detail = message, "librdkafka"),
+        }
     }
 }
 
@@ -131,6 +149,7 @@ impl ProbeProducer {
             failed_by_source,
             log_limit: RateLimit::default(),
             client_log_limit: RateLimit::default(),
+            librdkafka_log_limit: RateLimit::default(),
         };
         let inner: ThreadedProducer<DeliveryCounter> = cc
             .create_with_context(ctx)

@@ -44,6 +44,10 @@ pub struct Opened<T: Activated + ?Sized> {
     pub nanos: bool,
     /// File size, for progress.
     pub file_size: Option<u64>,
+    /// Live captures are non-blocking: the loop waits on this descriptor with a timeout, so it
+    /// notices shutdown and polls drop stats on a quiet link (libpcap's own read timeout does
+    /// not apply in immediate mode).
+    pub wait_fd: Option<std::os::fd::RawFd>,
 }
 
 fn link_type<T: Activated + ?Sized>(cap: &Capture<T>) -> Result<LinkType, UnsupportedLinkType> {
@@ -96,6 +100,7 @@ pub fn open_file(path: &Path, filter: Option<&str>) -> Result<Opened<pcap::Offli
         capture,
         nanos: true,
         file_size: Some(meta.len()),
+        wait_fd: None,
     })
 }
 
@@ -119,8 +124,13 @@ pub fn open_live(iface: &str, opts: &LiveOptions) -> Result<Opened<pcap::Active>
         .buffer_size(opts.buffer_bytes)
         .timeout(100);
     // Linux's packet socket supports nanosecond timestamps (libpcap >= 1.5).
-    let mut capture = inactive.precision(Precision::Nano).open().map_err(err)?;
+    let mut capture = inactive
+        .precision(Precision::Nano)
+        .open()
+        .and_then(|c| c.setnonblock())
+        .map_err(err)?;
     let nanos = true;
+    let wait_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&capture));
     let link = link_type(&capture).map_err(|err| SourceError::LiveLinkType {
         iface: iface.to_string(),
         err,
@@ -132,6 +142,7 @@ pub fn open_live(iface: &str, opts: &LiveOptions) -> Result<Opened<pcap::Active>
         capture,
         nanos,
         file_size: None,
+        wait_fd,
     })
 }
 
@@ -145,4 +156,18 @@ pub fn timestamp_ns(h: &pcap::PacketHeader, nanos: bool) -> u64 {
     } else {
         frac.saturating_mul(1000)
     })
+}
+
+/// Waits up to `timeout_ms` for `fd` to become readable.
+pub fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd on the stack, count 1; the descriptor belongs to the live
+    // capture, which outlives this call.
+    unsafe {
+        libc::poll(&mut pfd, 1, timeout_ms);
+    }
 }

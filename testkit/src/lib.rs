@@ -8,5 +8,6 @@
 
 pub mod broker;
 pub mod frames;
+pub mod http;
 pub mod pcap;
 pub mod tools;

@@ -82,12 +82,15 @@ impl LinkType {
 pub struct Parsed {
     pub key: FlowKey,
     pub direction: Direction,
+    /// A TCP SYN without ACK: the sender opens the connection (the flow's initiator).
+    pub tcp_syn: bool,
 }
 
 impl Parsed {
     const UNPARSED: Parsed = Parsed {
         key: FlowKey::UNPARSED,
         direction: Direction::AToB,
+        tcp_syn: false,
     };
 }
 
@@ -236,13 +239,18 @@ impl FrameParser {
             )
         });
         let (sport, dport) = self.ports(proto, payload.payload, frag);
+        let tcp_syn = is_tcp_syn(proto, payload.payload, frag.is_some_and(|(_, off)| off > 0));
         let (key, direction) = FlowKey::new(
             KeyKind::Ipv4,
             u16::from(proto),
             Endpoint::v4(src, sport),
             Endpoint::v4(dst, dport),
         );
-        Parsed { key, direction }
+        Parsed {
+            key,
+            direction,
+            tcp_syn,
+        }
     }
 
     #[inline]
@@ -277,13 +285,18 @@ impl FrameParser {
             None
         };
         let (sport, dport) = self.ports(proto, payload.payload, frag);
+        let tcp_syn = is_tcp_syn(proto, payload.payload, frag.is_some_and(|(_, off)| off > 0));
         let (key, direction) = FlowKey::new(
             KeyKind::Ipv6,
             u16::from(proto),
             Endpoint::v6(src, sport),
             Endpoint::v6(dst, dport),
         );
-        Parsed { key, direction }
+        Parsed {
+            key,
+            direction,
+            tcp_syn,
+        }
     }
 
     /// Transport ports, through the fragment table for fragments. `frag` is the datagram
@@ -320,5 +333,17 @@ fn non_ip(ethertype: u16, src: [u8; 6], dst: [u8; 6]) -> Parsed {
         Endpoint::mac(src),
         Endpoint::mac(dst),
     );
-    Parsed { key, direction }
+    Parsed {
+        key,
+        direction,
+        tcp_syn: false,
+    }
+}
+
+/// SYN set and ACK clear in a TCP header that starts the IP payload.
+#[inline]
+fn is_tcp_syn(proto: u8, l4: &[u8], later_fragment: bool) -> bool {
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    proto == 6 && !later_fragment && l4.get(13).is_some_and(|f| f & (SYN | ACK) == SYN)
 }

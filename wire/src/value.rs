@@ -5,7 +5,7 @@
 //! | offset | size | field                                                               |
 //! |--------|------|---------------------------------------------------------------------|
 //! | 0      | 1    | version (`1`)                                                       |
-//! | 1      | 1    | flags: bit 0 = direction B→A; other bits reserved, written as 0     |
+//! | 1      | 1    | flags: bit 0 = direction B→A; bit 1 = TCP SYN without ACK (the sender opens the flow); other bits reserved, written as 0 |
 //! | 2      | 2    | link type (`LINKTYPE_*` number: 1 Ethernet, 113 SLL, 276 SLL2, 101 raw IP, 228 IPv4, 229 IPv6) |
 //! | 4      | 4    | wire length: the frame's length on the wire (count bytes by this)   |
 //! | 8      | 8    | capture timestamp, ns since the Unix epoch                          |
@@ -26,11 +26,14 @@ pub const VALUE_VERSION: u8 = 1;
 /// Size of the fixed part of the header.
 pub const FIXED_HEADER_LEN: usize = 18;
 const FLAG_B_TO_A: u8 = 0x01;
+const FLAG_TCP_SYN: u8 = 0x02;
 
 /// Per-packet metadata carried in the value header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PacketMeta {
     pub direction: Direction,
+    /// TCP SYN without ACK: the sender is the flow's initiator.
+    pub tcp_syn: bool,
     pub link_type: u16,
     pub wire_len: u32,
     pub ts_ns: u64,
@@ -101,7 +104,7 @@ impl ValueEncoder {
         self.buf[1] = match meta.direction {
             Direction::AToB => 0,
             Direction::BToA => FLAG_B_TO_A,
-        };
+        } | if meta.tcp_syn { FLAG_TCP_SYN } else { 0 };
         self.buf[2..4].copy_from_slice(&meta.link_type.to_le_bytes());
         self.buf[4..8].copy_from_slice(&meta.wire_len.to_le_bytes());
         self.buf[8..16].copy_from_slice(&meta.ts_ns.to_le_bytes());
@@ -155,6 +158,7 @@ impl<'a> RecordValue<'a> {
         Ok(RecordValue {
             meta: PacketMeta {
                 direction,
+                tcp_syn: bytes[1] & FLAG_TCP_SYN != 0,
                 link_type: u16::from_le_bytes([bytes[2], bytes[3]]),
                 wire_len: u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
                 ts_ns: u64::from_le_bytes([
@@ -180,6 +184,7 @@ mod tests {
             node in "[a-z0-9.-]{0,40}",
             iface in "[a-z0-9@.-]{0,15}",
             b_to_a in any::<bool>(),
+            tcp_syn in any::<bool>(),
             link_type in any::<u16>(),
             wire_len in any::<u32>(),
             ts_ns in any::<u64>(),
@@ -187,6 +192,7 @@ mod tests {
         ) {
             let meta = PacketMeta {
                 direction: if b_to_a { Direction::BToA } else { Direction::AToB },
+                tcp_syn,
                 link_type, wire_len, ts_ns,
             };
             let mut enc = ValueEncoder::new(&node, &iface);
@@ -208,6 +214,7 @@ mod tests {
     fn encoder_reuse_does_not_leak_previous_frame() {
         let meta = PacketMeta {
             direction: Direction::AToB,
+            tcp_syn: false,
             link_type: 1,
             wire_len: 60,
             ts_ns: 1,
@@ -243,6 +250,7 @@ mod tests {
         let mut enc = ValueEncoder::new(&long, "x");
         let meta = PacketMeta {
             direction: Direction::AToB,
+            tcp_syn: false,
             link_type: 1,
             wire_len: 0,
             ts_ns: 0,
