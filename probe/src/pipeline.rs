@@ -96,7 +96,7 @@ impl SourceRun<'_> {
                 .fetch_add(u64::from(packet.header.caplen) + 16, Ordering::Relaxed);
 
             seen += 1;
-            if self.sampling > 1 && seen % u64::from(self.sampling) != 0 {
+            if self.sampling > 1 && !seen.is_multiple_of(u64::from(self.sampling)) {
                 t.sampled_out.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
