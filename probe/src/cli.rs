@@ -87,7 +87,8 @@ pub struct Args {
     pub metrics_addr: String,
 
     /// Extra librdkafka producer property key=value (repeatable); overrides the defaults.
-    #[arg(long = "producer-config", env = "NETSTREAM_PRODUCER_CONFIG", value_delimiter = ',',
+    /// In NETSTREAM_PRODUCER_CONFIG, separate properties with ';' (values may hold commas).
+    #[arg(long = "producer-config", env = "NETSTREAM_PRODUCER_CONFIG", value_delimiter = ';',
           value_parser = parse_property, value_name = "K=V")]
     pub producer_config: Vec<(String, String)>,
 

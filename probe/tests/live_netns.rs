@@ -145,6 +145,7 @@ fn live_capture_on_a_veth_produces_exactly_the_traffic_sent() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(captured, SENT as f64, "packets captured");
+    check_exposition(metrics);
 
     // SIGTERM: flush and exit 0 with the summary.
     // SAFETY: sending a signal to our own child process.
@@ -201,4 +202,41 @@ fn live_capture_on_a_veth_produces_exactly_the_traffic_sent() {
         .map(|i| format!("netstream-{i:05}").into_bytes())
         .collect();
     assert_eq!(payloads, want, "every datagram exactly once");
+}
+
+/// The probe's /metrics passes `promtool check metrics`.
+fn check_exposition(addr: std::net::SocketAddr) {
+    let Some(promtool) = netstream_testkit::tools::find("promtool", "NETSTREAM_PROMTOOL") else {
+        netstream_testkit::tools::skip("promtool not found (Debian package prometheus)");
+        return;
+    };
+    let (_, body) = http::get(addr, "/metrics").expect("metrics");
+    for name in [
+        "netstream_probe_packets_captured_total",
+        "netstream_probe_bytes_captured_total",
+        "netstream_probe_packets_dropped_total",
+    ] {
+        assert!(body.contains(name), "{name} missing from /metrics");
+    }
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("write metrics");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
