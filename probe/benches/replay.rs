@@ -87,6 +87,23 @@ fn probe_run(broker: &Broker, topic: &str, path: &std::path::Path) -> (f64, u64)
     (secs, delivered)
 }
 
+/// Sends one record, waiting while the local queue is full.
+fn send_waiting<C: rdkafka::producer::ProducerContext>(
+    p: &rdkafka::producer::ThreadedProducer<C>,
+    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+) {
+    loop {
+        match p.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            Err((e, _)) => panic!("send: {e}"),
+        }
+    }
+}
+
 fn bare_run(broker: &Broker, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) -> f64 {
     let p = bare_producer(&broker.bootstrap(), QUEUE).expect("producer");
     // Connected and warm before the clock starts, as the probe is after its start-up check.
@@ -95,15 +112,7 @@ fn bare_run(broker: &Broker, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) -> f64
         .expect("metadata");
     let start = Instant::now();
     for (k, v) in records {
-        loop {
-            match p.send(BaseRecord::to(topic).key(k).payload(v)) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    std::thread::sleep(Duration::from_micros(200))
-                }
-                Err((e, _)) => panic!("bare send: {e}"),
-            }
-        }
+        send_waiting(&p, BaseRecord::to(topic).key(&k[..]).payload(&v[..]));
     }
     while p.in_flight_count() > 0 {
         let _ = p.flush(Duration::from_millis(500));
@@ -128,45 +137,38 @@ fn headers_run(broker: &Broker, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) -> 
         let len = meta.meta.wire_len.to_le_bytes();
         let link = meta.meta.link_type.to_le_bytes();
         let dir = [meta.meta.direction as u8];
-        loop {
-            let headers = OwnedHeaders::new_with_capacity(6)
-                .insert(Header {
-                    key: "ts",
-                    value: Some(&ts[..]),
-                })
-                .insert(Header {
-                    key: "len",
-                    value: Some(&len[..]),
-                })
-                .insert(Header {
-                    key: "link",
-                    value: Some(&link[..]),
-                })
-                .insert(Header {
-                    key: "dir",
-                    value: Some(&dir[..]),
-                })
-                .insert(Header {
-                    key: "node",
-                    value: Some(meta.node),
-                })
-                .insert(Header {
-                    key: "if",
-                    value: Some(meta.interface),
-                });
-            match p.send(
-                BaseRecord::to(topic)
-                    .key(k)
-                    .payload(meta.frame)
-                    .headers(headers),
-            ) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    std::thread::sleep(Duration::from_micros(200))
-                }
-                Err((e, _)) => panic!("headers send: {e}"),
-            }
-        }
+        let headers = OwnedHeaders::new_with_capacity(6)
+            .insert(Header {
+                key: "ts",
+                value: Some(&ts[..]),
+            })
+            .insert(Header {
+                key: "len",
+                value: Some(&len[..]),
+            })
+            .insert(Header {
+                key: "link",
+                value: Some(&link[..]),
+            })
+            .insert(Header {
+                key: "dir",
+                value: Some(&dir[..]),
+            })
+            .insert(Header {
+                key: "node",
+                value: Some(meta.node),
+            })
+            .insert(Header {
+                key: "if",
+                value: Some(meta.interface),
+            });
+        send_waiting(
+            &p,
+            BaseRecord::to(topic)
+                .key(&k[..])
+                .payload(meta.frame)
+                .headers(headers),
+        );
     }
     while p.in_flight_count() > 0 {
         let _ = p.flush(Duration::from_millis(500));

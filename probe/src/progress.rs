@@ -24,10 +24,12 @@ impl Progress {
                 let finished = d.load(Ordering::Relaxed);
                 let read = totals.read.load(Ordering::Relaxed);
                 let bytes = totals.cap_bytes.load(Ordering::Relaxed);
-                let pct = if total_bytes > 0 {
+                let pct = if finished || total_bytes == 0 {
+                    100.0
+                } else if total_bytes > 0 {
                     (bytes as f64 * 100.0 / total_bytes as f64).min(100.0)
                 } else {
-                    100.0
+                    0.0
                 };
                 let rate = read as f64 / start.elapsed().as_secs_f64().max(1e-3);
                 let bar_len = 30usize;
