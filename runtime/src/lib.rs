@@ -1,6 +1,7 @@
 //! Process plumbing shared by netstream's binaries. Kept out of `netstream-wire`, which stays
 //! free of I/O.
 
+pub mod duration;
 pub mod http;
 pub mod kafka_config;
 pub mod logging;
