@@ -1,0 +1,28 @@
+//! Writes the CustomResourceDefinitions to `crds/` (or prints them with `--stdout`).
+//!
+//! Usage: `cargo run -p netstream-operator --bin crdgen [-- <dir>]`. The default directory is
+//! the repository's `crds/`; a test fails when the checked-in files drift from the types.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+fn main() -> anyhow::Result<()> {
+    let arg = std::env::args().nth(1);
+    if arg.as_deref() == Some("--stdout") {
+        for (_, yaml) in netstream_operator::crdgen::render()? {
+            print!("{yaml}");
+        }
+        return Ok(());
+    }
+    let dir = arg
+        .map(PathBuf::from)
+        .unwrap_or_else(netstream_operator::crdgen::default_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (file, yaml) in netstream_operator::crdgen::render()? {
+        let path = dir.join(file);
+        std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}

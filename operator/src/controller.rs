@@ -1,0 +1,152 @@
+//! Wires the reconcilers into kube-runtime controllers with their watches.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+
+use crate::context::Context;
+use crate::crd::{NetProbe, StreamAnalysis};
+use crate::desired::thirdparty::{ScaledObject, ServiceMonitor, TriggerAuthentication};
+use crate::labels::MANAGER;
+use crate::reconcile::{netprobe, streamanalysis};
+
+/// Resources the controllers list and watch, as `(api group, plural)`; the optional ones only
+/// when their CRD is installed at startup. A test runs the controllers and asserts they list
+/// and watch exactly these.
+pub const WATCHED: &[(&str, &str)] = &[
+    ("netstream.dev", "netprobes"),
+    ("netstream.dev", "streamanalyses"),
+    ("apps", "daemonsets"),
+    ("apps", "deployments"),
+    ("", "serviceaccounts"),
+    ("", "services"),
+    ("autoscaling", "horizontalpodautoscalers"),
+    ("keda.sh", "scaledobjects"),
+    ("keda.sh", "triggerauthentications"),
+    ("monitoring.coreos.com", "servicemonitors"),
+];
+
+/// Which optional CRDs exist (decides which `owns()` watches are started).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OptionalApis {
+    /// KEDA ScaledObject / TriggerAuthentication.
+    pub keda: bool,
+    /// prometheus-operator ServiceMonitor.
+    pub service_monitor: bool,
+}
+
+impl OptionalApis {
+    /// Looks the groups up via API discovery (allowed to every authenticated user, so it needs
+    /// no RBAC rule).
+    pub async fn discover(client: &Client) -> Self {
+        let has = |gv: &'static str, plural: &'static str| {
+            let client = client.clone();
+            async move {
+                client
+                    .list_api_group_resources(gv)
+                    .await
+                    .map(|l| l.resources.iter().any(|r| r.name == plural))
+                    .unwrap_or(false)
+            }
+        };
+        Self {
+            keda: has("keda.sh/v1alpha1", "scaledobjects").await,
+            service_monitor: has("monitoring.coreos.com/v1", "servicemonitors").await,
+        }
+    }
+}
+
+/// Only our children are cached: the label selector keeps memory independent of how many
+/// unrelated DaemonSets/Deployments the cluster has.
+fn children() -> watcher::Config {
+    watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"))
+}
+
+/// Runs both controllers until `shutdown` resolves.
+pub async fn run<S>(ctx: Arc<Context>, optional: OptionalApis, shutdown: S)
+where
+    S: Future<Output = ()> + Send + Sync + Clone + 'static,
+{
+    let client = ctx.client.clone();
+
+    let probes = Controller::new(
+        Api::<NetProbe>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<DaemonSet>::all(client.clone()), children())
+    .owns(Api::<ServiceAccount>::all(client.clone()), children())
+    .graceful_shutdown_on(shutdown.clone())
+    .run(netprobe::reconcile, netprobe::error_policy, ctx.clone())
+    .for_each(|res| async move {
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "netprobe controller event");
+        }
+    });
+
+    let mut analyses = Controller::new(
+        Api::<StreamAnalysis>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<Deployment>::all(client.clone()), children())
+    .owns(Api::<Service>::all(client.clone()), children())
+    .owns(Api::<ServiceAccount>::all(client.clone()), children())
+    .owns(
+        Api::<HorizontalPodAutoscaler>::all(client.clone()),
+        children(),
+    );
+    if optional.keda {
+        analyses = analyses
+            .owns(Api::<ScaledObject>::all(client.clone()), children())
+            .owns(
+                Api::<TriggerAuthentication>::all(client.clone()),
+                children(),
+            );
+    }
+    if optional.service_monitor {
+        analyses = analyses.owns(Api::<ServiceMonitor>::all(client.clone()), children());
+    }
+    // A NetProbe edit (e.g. new brokers) must reach the StreamAnalyses that reference it.
+    let store = analyses.store();
+    let analyses = analyses
+        .watches(
+            Api::<NetProbe>::all(client.clone()),
+            watcher::Config::default(),
+            move |probe| referencing(&store.state(), &probe),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(streamanalysis::reconcile, streamanalysis::error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "streamanalysis controller event");
+            }
+        });
+
+    futures::join!(probes, analyses);
+}
+
+/// StreamAnalyses (among `all`) whose `probeRef` names `probe`.
+pub fn referencing(
+    all: &[Arc<StreamAnalysis>],
+    probe: &NetProbe,
+) -> Vec<ObjectRef<StreamAnalysis>> {
+    all.iter()
+        .filter(|sa| {
+            sa.namespace() == probe.namespace()
+                && sa
+                    .spec
+                    .probe_ref
+                    .as_ref()
+                    .is_some_and(|r| r.name == probe.name_any())
+        })
+        .map(|sa| ObjectRef::from(sa.as_ref()))
+        .collect()
+}

@@ -1,0 +1,238 @@
+//! StreamAnalysis → ServiceAccount + Deployment + metrics Service (+ ServiceMonitor).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Container, EmptyDirVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, SecurityContext,
+    Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+
+use super::thirdparty::{Endpoint, ServiceMonitor, ServiceMonitorSpec};
+use super::{
+    METRICS_PORT_NAME, capabilities, child_name, http_probe, metrics_port, resources,
+    runtime_default_seccomp,
+};
+use crate::crd::{KafkaSpec, StreamAnalysis};
+use crate::defaults::Defaults;
+use crate::kafka;
+use crate::labels::{Component, child_meta, labels, selector_labels};
+
+/// Unprivileged uid/gid of the processor (the distroless "nonroot" user).
+pub const NONROOT_ID: i64 = 65532;
+
+/// What the processor builders need besides the CR: the Kafka settings after resolving
+/// `probeRef`, and the topic's partition count when known.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Source {
+    /// Effective Kafka settings.
+    pub kafka: KafkaSpec,
+    /// Partition count of the topic, if known.
+    pub partitions: Option<i32>,
+}
+
+/// Name of the Deployment, ServiceAccount and autoscaler.
+pub fn name(sa: &StreamAnalysis) -> String {
+    child_name(&sa.name_any(), Component::Processor)
+}
+
+/// Name of the metrics Service.
+pub fn service_name(sa: &StreamAnalysis) -> String {
+    format!("{}-metrics", name(sa))
+}
+
+/// Consumer group: the spec's, or `netstream.<namespace>.<name>` so two StreamAnalyses never
+/// share offsets by accident.
+pub fn consumer_group(sa: &StreamAnalysis) -> String {
+    sa.spec.consumer_group.clone().unwrap_or_else(|| {
+        format!(
+            "netstream.{}.{}",
+            sa.namespace().unwrap_or_else(|| "default".into()),
+            sa.name_any()
+        )
+    })
+}
+
+/// `(min, max)` replicas: max is capped at the partition count (a consumer group cannot use
+/// more consumers than partitions), and min never exceeds max.
+pub fn replica_bounds(sa: &StreamAnalysis, partitions: Option<i32>) -> (i32, i32) {
+    let max = match partitions {
+        Some(p) if p > 0 => sa.spec.max_replicas.min(p),
+        _ => sa.spec.max_replicas,
+    };
+    let max = max.max(1);
+    (sa.spec.min_replicas.clamp(1, max), max)
+}
+
+/// The processor's ServiceAccount.
+pub fn service_account(sa: &StreamAnalysis) -> ServiceAccount {
+    super::service_account(sa, Component::Processor, name(sa))
+}
+
+/// Command-line arguments of `netstream-processor`.
+pub fn args(sa: &StreamAnalysis, source: &Source) -> Vec<String> {
+    let mut args = kafka::wiring(&source.kafka, "--consumer-config").args;
+    args.push("--group".into());
+    args.push(consumer_group(sa));
+    args.push("--metrics-addr".into());
+    args.push(format!("0.0.0.0:{}", sa.spec.metrics_port));
+    if let Some(n) = sa.spec.max_flows {
+        args.push("--max-flows".into());
+        args.push(n.to_string());
+    }
+    if let Some(t) = &sa.spec.flow_idle_timeout {
+        args.push("--flow-idle-timeout".into());
+        args.push(t.clone());
+    }
+    args
+}
+
+/// The processor Deployment. `replicas` is left unset: the autoscaler owns it, and setting it
+/// under server-side apply would fight the HPA on every reconcile.
+pub fn deployment(sa: &StreamAnalysis, source: &Source, defaults: &Defaults) -> Deployment {
+    let spec = &sa.spec;
+    let instance = sa.name_any();
+    let wiring = kafka::wiring(&source.kafka, "--consumer-config");
+    let mut mounts = vec![VolumeMount {
+        name: "tmp".into(),
+        mount_path: "/tmp".into(),
+        ..VolumeMount::default()
+    }];
+    mounts.extend(wiring.mounts);
+    let mut volumes = vec![Volume {
+        // Writable scratch space despite the read-only root filesystem.
+        name: "tmp".into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(Quantity("64Mi".into())),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    volumes.extend(wiring.volumes);
+
+    let container = Container {
+        name: "processor".into(),
+        image: Some(
+            spec.image
+                .clone()
+                .unwrap_or_else(|| defaults.processor_image.clone()),
+        ),
+        args: Some(args(sa, source)),
+        env: (!wiring.env.is_empty()).then_some(wiring.env),
+        ports: Some(vec![metrics_port(spec.metrics_port, false)]),
+        liveness_probe: Some(http_probe("/healthz", 10, 3)),
+        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        resources: Some(resources(spec.resources.as_ref())),
+        volume_mounts: Some(mounts),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(NONROOT_ID),
+            run_as_group: Some(NONROOT_ID),
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(capabilities(&[])),
+            seccomp_profile: Some(runtime_default_seccomp()),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    };
+
+    Deployment {
+        metadata: child_meta(sa, Component::Processor, name(sa)),
+        spec: DeploymentSpec {
+            replicas: None,
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(Component::Processor, &instance)),
+                ..LabelSelector::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    // Keep consuming during rollouts; one extra consumer at a time limits
+                    // group rebalances.
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(Component::Processor, &instance)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(name(sa)),
+                    automount_service_account_token: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(NONROOT_ID),
+                        run_as_group: Some(NONROOT_ID),
+                        // Makes the 0440 TLS files readable by the non-root user.
+                        fs_group: Some(NONROOT_ID),
+                        seccomp_profile: Some(runtime_default_seccomp()),
+                        ..PodSecurityContext::default()
+                    }),
+                    termination_grace_period_seconds: Some(30),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        },
+        status: None,
+    }
+}
+
+/// ClusterIP Service in front of the processors' metrics port.
+pub fn service(sa: &StreamAnalysis) -> Service {
+    Service {
+        metadata: child_meta(sa, Component::Processor, service_name(sa)),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(selector_labels(Component::Processor, &sa.name_any())),
+            ports: Some(vec![ServicePort {
+                name: Some(METRICS_PORT_NAME.into()),
+                port: sa.spec.metrics_port,
+                target_port: Some(IntOrString::String(METRICS_PORT_NAME.into())),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// ServiceMonitor for the metrics Service, when `spec.serviceMonitor.enabled`.
+pub fn service_monitor(sa: &StreamAnalysis) -> Option<ServiceMonitor> {
+    let sm = sa.spec.service_monitor.as_ref().filter(|sm| sm.enabled)?;
+    let mut meta = child_meta(sa, Component::Processor, name(sa));
+    let mut labels: BTreeMap<String, String> = sm.labels.clone();
+    // Our standard labels win so the object stays recognisable as ours.
+    labels.extend(meta.labels.take().unwrap_or_default());
+    meta.labels = Some(labels);
+    let selector = selector_labels(Component::Processor, &sa.name_any());
+    let mut obj = ServiceMonitor::new(
+        &name(sa),
+        ServiceMonitorSpec {
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            },
+            endpoints: vec![Endpoint {
+                port: METRICS_PORT_NAME.into(),
+                path: "/metrics".into(),
+                interval: sm.interval.clone(),
+            }],
+        },
+    );
+    obj.metadata = meta;
+    Some(obj)
+}

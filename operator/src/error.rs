@@ -1,0 +1,56 @@
+//! Errors of a reconcile pass. Problems with the user's spec are not errors: they become
+//! status conditions. Errors here are transient (API failures) and are retried with backoff.
+
+/// Reconcile error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API call failed ({action}): {source}")]
+    Kube {
+        /// What the operator was doing.
+        action: String,
+        /// Underlying client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The object has no namespace or uid, which only happens with malformed input.
+    #[error("{0} is missing metadata.{1}; it cannot own child objects")]
+    MissingMetadata(String, &'static str),
+}
+
+impl Error {
+    /// Wraps a client error with what was being attempted.
+    pub fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+        let action = action.into();
+        move |source| Error::Kube { action, source }
+    }
+
+    /// Low-cardinality label for the failures metric.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            Error::Kube {
+                source: kube::Error::Api(s),
+                ..
+            } => match s.code {
+                409 => "Conflict",
+                403 => "Forbidden",
+                404 => "NotFound",
+                422 => "Invalid",
+                429 => "TooManyRequests",
+                500..=599 => "ServerError",
+                _ => "ApiError",
+            },
+            Error::Kube { .. } => "ClientError",
+            Error::MissingMetadata(..) => "MissingMetadata",
+        }
+    }
+}
+
+/// Result of a reconcile step.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// True for the API's 404, which for a create/apply of a third-party kind means "CRD not
+/// installed".
+pub fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}

@@ -1,0 +1,240 @@
+//! `netstream-operator`: reconciles NetProbe and StreamAnalysis resources.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use futures::FutureExt;
+use netstream_operator::context::Context;
+use netstream_operator::controller::{self, OptionalApis};
+use netstream_operator::defaults::Defaults;
+use netstream_operator::leader::{LeaderElector, LeaseConfig};
+use netstream_operator::metrics::Metrics;
+use tokio::sync::watch;
+
+/// Kubernetes operator for netstream.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Default probe image for NetProbes without spec.image.
+    #[arg(long, env = "NETSTREAM_PROBE_IMAGE")]
+    probe_image: Option<String>,
+    /// Default processor image for StreamAnalyses without spec.image.
+    #[arg(long, env = "NETSTREAM_PROCESSOR_IMAGE")]
+    processor_image: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "NETSTREAM_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Elect a leader through a Lease so several replicas can run safely.
+    #[arg(long, env = "NETSTREAM_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "NETSTREAM_LEASE_NAME",
+        default_value = "netstream-operator"
+    )]
+    lease_name: String,
+    /// Namespace of the Lease; defaults to the operator pod's namespace.
+    #[arg(long, env = "NETSTREAM_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Identity in the Lease and in Events; defaults to the pod name (POD_NAME / HOSTNAME).
+    #[arg(long, env = "NETSTREAM_IDENTITY")]
+    identity: Option<String>,
+    /// Log format: auto (JSON unless stderr is a terminal), json or text.
+    #[arg(long, env = "NETSTREAM_LOG_FORMAT", default_value = "auto")]
+    log_format: String,
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if netstream_operator::logging::use_json(format, std::io::stderr().is_terminal()) {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    } else {
+        builder.init();
+    }
+}
+
+fn pod_namespace() -> String {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "default".into())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+
+    let mut defaults = Defaults::default();
+    if let Some(i) = args.probe_image {
+        defaults.probe_image = i;
+    }
+    if let Some(i) = args.processor_image {
+        defaults.processor_image = i;
+    }
+    let identity = args
+        .identity
+        .or_else(|| std::env::var("POD_NAME").ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "netstream-operator".into());
+
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+    let metrics = Metrics::new().context("registering metrics")?;
+
+    // One shutdown signal fanned out to the HTTP server, the elector and both controllers.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = {
+        let rx = stop_rx.clone();
+        async move {
+            let mut rx = rx;
+            let _ = rx.wait_for(|s| *s).await;
+        }
+        .shared()
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        let _ = stop_tx.send(true);
+    });
+
+    // Bind here (not inside the task) so a taken port fails startup instead of silently.
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("binding --metrics-addr {}", args.metrics_addr))?;
+    let http = tokio::spawn(netstream_operator::http::serve_on(
+        listener,
+        metrics.clone(),
+        stopped.clone(),
+    ));
+    tracing::info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
+
+    let elector = if args.leader_election {
+        let cfg = LeaseConfig {
+            name: args.lease_name,
+            namespace: args.lease_namespace.unwrap_or_else(pod_namespace),
+            identity: identity.clone(),
+            lease_duration: Duration::from_secs(15),
+            retry_period: Duration::from_secs(2),
+        };
+        let elector = LeaderElector::new(client.clone(), cfg);
+        // Standby until we hold the lease.
+        loop {
+            if *stop_rx.borrow() {
+                return Ok(());
+            }
+            match elector.try_acquire_or_renew().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "leader election attempt failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(elector.config().retry_period) => {}
+                _ = stopped.clone() => return Ok(()),
+            }
+        }
+        tracing::info!(identity = %identity, lease = %elector.config().name, "became leader");
+        metrics.leader.set(1);
+        Some(Arc::new(elector))
+    } else {
+        None
+    };
+
+    // Renew in the background; losing the lease stops this replica so two never reconcile
+    // at once (Kubernetes restarts it as a standby).
+    let lost = {
+        let elector = elector.clone();
+        async move {
+            let Some(elector) = elector else {
+                return std::future::pending::<()>().await;
+            };
+            let deadline = elector
+                .config()
+                .lease_duration
+                .saturating_sub(elector.config().retry_period);
+            let mut last_ok = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(elector.config().retry_period).await;
+                // A hanging request must not keep us "leader" past the lease: bound each try.
+                let attempt = tokio::time::timeout(
+                    elector.config().retry_period,
+                    elector.try_acquire_or_renew(),
+                )
+                .await;
+                match attempt {
+                    Ok(Ok(true)) => last_ok = tokio::time::Instant::now(),
+                    Ok(Ok(false)) => return,
+                    Ok(Err(e)) => tracing::warn!(error = %e, "renewing the leader lease failed"),
+                    Err(_) => tracing::warn!("renewing the leader lease timed out"),
+                }
+                if last_ok.elapsed() > deadline {
+                    return;
+                }
+            }
+        }
+    };
+
+    let optional = OptionalApis::discover(&client).await;
+    tracing::info!(
+        keda = optional.keda,
+        service_monitor = optional.service_monitor,
+        "optional APIs"
+    );
+    let ctx = Arc::new(Context::new(
+        client,
+        defaults,
+        metrics.clone(),
+        Some(identity),
+    ));
+    let controllers = controller::run(ctx, optional, stopped.clone());
+
+    let lost_lease = tokio::select! {
+        _ = controllers => false,
+        _ = lost => true,
+    };
+    metrics.leader.set(0);
+    if let Some(elector) = &elector
+        && let Err(e) = elector.release().await
+    {
+        tracing::warn!(error = %e, "releasing the leader lease failed");
+    }
+    if lost_lease {
+        anyhow::bail!("lost the leader lease; exiting so a standby can take over");
+    }
+    let _ = http.await;
+    tracing::info!("stopped");
+    Ok(())
+}

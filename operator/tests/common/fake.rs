@@ -1,0 +1,453 @@
+//! An in-memory Kubernetes API server behind `tower_test::mock::pair`, in the spirit of
+//! controller-rs's `ApiServerVerifier`: it records every request (so tests can assert the exact
+//! calls and the RBAC test can derive the verbs used) and keeps objects so that a sequence of
+//! reconciles sees consistent state (server-side apply creates/updates, status patches,
+//! deletes, optimistic concurrency on PUT). Watches stream ADDED/MODIFIED/DELETED events for
+//! every change (no-op writes produce none, like the real API server), so the real
+//! kube-runtime controllers can run against it. Faults (e.g. 409, 500) can be injected.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::channel::mpsc;
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+
+type RespBody = BoxBody<Bytes, Infallible>;
+
+/// One recorded request.
+#[derive(Clone, Debug)]
+pub struct Call {
+    /// HTTP method.
+    pub method: String,
+    /// Path without query.
+    pub path: String,
+    /// Query string.
+    pub query: String,
+    /// Content type.
+    pub content_type: String,
+    /// JSON body, if any.
+    pub body: Option<Value>,
+}
+
+/// Parsed resource path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResPath {
+    /// API group ("" for core).
+    pub group: String,
+    /// Plural resource.
+    pub resource: String,
+    /// Namespace.
+    pub namespace: Option<String>,
+    /// Object name.
+    pub name: Option<String>,
+    /// Subresource.
+    pub sub: Option<String>,
+}
+
+/// Parses `/api/v1/...` and `/apis/g/v/...` paths.
+pub fn parse_path(path: &str) -> Option<ResPath> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match *parts.first()? {
+        "api" => (String::new(), parts.get(2..)?),
+        "apis" => (parts.get(1)?.to_string(), parts.get(3..)?),
+        _ => return None,
+    };
+    let (namespace, rest) = if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
+        (Some(rest[1].to_string()), &rest[2..])
+    } else {
+        (None, rest)
+    };
+    Some(ResPath {
+        group,
+        resource: rest.first()?.to_string(),
+        namespace,
+        name: rest.get(1).map(|s| s.to_string()),
+        sub: rest.get(2).map(|s| s.to_string()),
+    })
+}
+
+impl Call {
+    /// Parsed path.
+    pub fn res(&self) -> ResPath {
+        parse_path(&self.path).unwrap_or_else(|| panic!("unparseable path {}", self.path))
+    }
+
+    /// RBAC `(verb, group, resource[/sub])` pairs this request needs. An apply PATCH may
+    /// create the object, which the API server authorizes as `create` too.
+    pub fn rbac(&self) -> Vec<(String, String, String)> {
+        let r = self.res();
+        let resource = match &r.sub {
+            Some(s) => format!("{}/{}", r.resource, s),
+            None => r.resource.clone(),
+        };
+        let watch = self.query.contains("watch=true");
+        let verbs: Vec<&str> = match (self.method.as_str(), r.name.is_some()) {
+            ("GET", true) => vec!["get"],
+            ("GET", false) if watch => vec!["watch"],
+            ("GET", false) => vec!["list"],
+            ("POST", _) => vec!["create"],
+            ("PUT", _) => vec!["update"],
+            ("DELETE", true) => vec!["delete"],
+            ("DELETE", false) => vec!["deletecollection"],
+            ("PATCH", _) if self.content_type.contains("apply-patch") && r.sub.is_none() => {
+                vec!["patch", "create"]
+            }
+            ("PATCH", _) => vec!["patch"],
+            (m, _) => panic!("unexpected method {m}"),
+        };
+        verbs
+            .into_iter()
+            .map(|v| (v.to_string(), r.group.clone(), resource.clone()))
+            .collect()
+    }
+
+    /// `METHOD resource/name[/sub]` for compact sequence assertions.
+    pub fn short(&self) -> String {
+        let r = self.res();
+        let mut s = format!("{} {}", self.method, r.resource);
+        if let Some(n) = &r.name {
+            s.push('/');
+            s.push_str(n);
+        }
+        if let Some(sub) = &r.sub {
+            s.push('/');
+            s.push_str(sub);
+        }
+        s
+    }
+}
+
+/// A fault to inject: the first request matching `method` and containing `path_part` gets
+/// `code` instead of being served.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    pub method: &'static str,
+    pub path_part: String,
+    pub code: u16,
+}
+
+/// Server state.
+#[derive(Debug, Default)]
+pub struct State {
+    /// Objects by path `/api.../namespaces/ns/resource/name`.
+    pub objects: BTreeMap<String, Value>,
+    /// API groups whose CRDs are "not installed": every request 404s.
+    pub missing_groups: BTreeSet<String>,
+    /// Pending faults.
+    pub faults: VecDeque<Fault>,
+    /// Every request, in order.
+    pub log: Vec<Call>,
+    /// Open watches: (group, resource, event sink).
+    watches: Vec<(String, String, mpsc::UnboundedSender<Bytes>)>,
+    counter: u64,
+}
+
+fn status(code: u16, reason: &str, message: &str) -> (StatusCode, Value) {
+    (
+        StatusCode::from_u16(code).unwrap(),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": message, "reason": reason, "code": code}),
+    )
+}
+
+impl State {
+    fn next(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+
+    /// Sends a watch event for the object stored at `key` to every matching watch.
+    fn notify(&mut self, type_: &str, key: &str, obj: &Value) {
+        let Some(r) = parse_path(key) else { return };
+        let mut line = serde_json::to_vec(&json!({"type": type_, "object": obj})).unwrap();
+        line.push(b'\n');
+        let line = Bytes::from(line);
+        self.watches.retain(|(g, res, tx)| {
+            *g != r.group || *res != r.resource || tx.unbounded_send(line.clone()).is_ok()
+        });
+    }
+
+    /// Stores `obj` at `key`, notifying watches.
+    pub fn store(&mut self, key: &str, obj: Value) {
+        let type_ = if self.objects.contains_key(key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.objects.insert(key.to_string(), obj.clone());
+        self.notify(type_, key, &obj);
+    }
+
+    /// Removes the object at `key`, notifying watches.
+    pub fn delete(&mut self, key: &str) -> Option<Value> {
+        let old = self.objects.remove(key)?;
+        self.notify("DELETED", key, &old);
+        Some(old)
+    }
+
+    fn handle(&mut self, call: &Call) -> (StatusCode, Value) {
+        let Some(r) = parse_path(&call.path) else {
+            return status(404, "NotFound", "unknown path");
+        };
+        if self.missing_groups.contains(&r.group) {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
+        if let Some(i) = self
+            .faults
+            .iter()
+            .position(|f| f.method == call.method && call.path.contains(&f.path_part))
+        {
+            let f = self.faults.remove(i).unwrap();
+            let reason = match f.code {
+                409 => "Conflict",
+                500 => "InternalError",
+                _ => "Unknown",
+            };
+            return status(f.code, reason, "injected fault");
+        }
+        let base = match &r.sub {
+            Some(sub) => call.path.trim_end_matches(&format!("/{sub}")).to_string(),
+            None => call.path.clone(),
+        };
+        match call.method.as_str() {
+            "GET" if r.name.is_some() => match self.objects.get(&base) {
+                Some(o) => (StatusCode::OK, o.clone()),
+                None => status(404, "NotFound", "not found"),
+            },
+            "GET" => {
+                // List, namespaced or across all namespaces.
+                let items: Vec<Value> = self
+                    .objects
+                    .iter()
+                    .filter(|(k, _)| {
+                        parse_path(k).is_some_and(|o| {
+                            o.group == r.group
+                                && o.resource == r.resource
+                                && (r.namespace.is_none() || o.namespace == r.namespace)
+                        })
+                    })
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                (
+                    StatusCode::OK,
+                    json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items}),
+                )
+            }
+            "PATCH" => {
+                let body = call.body.clone().unwrap_or(Value::Null);
+                let rv = self.next().to_string();
+                if r.sub.as_deref() == Some("status") {
+                    let Some(old) = self.objects.get(&base).cloned() else {
+                        return status(404, "NotFound", "not found");
+                    };
+                    if old.get("status") == Some(&body["status"]) {
+                        return (StatusCode::OK, old);
+                    }
+                    let mut obj = old;
+                    obj["status"] = body["status"].clone();
+                    obj["metadata"]["resourceVersion"] = json!(rv);
+                    self.store(&base, obj.clone());
+                    return (StatusCode::OK, obj);
+                }
+                let mut new = body;
+                match self.objects.get(&base) {
+                    Some(old) => {
+                        // Apply keeps fields other managers own (e.g. replicas set by an
+                        // HPA): approximate with a deep merge of the applied config.
+                        let mut merged = old.clone();
+                        merge(&mut merged, &new);
+                        let mut generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+                        if old.get("spec") != merged.get("spec") {
+                            generation += 1;
+                        }
+                        new = merged;
+                        new["metadata"]["generation"] = json!(generation);
+                        new["metadata"]["resourceVersion"] =
+                            old["metadata"]["resourceVersion"].clone();
+                        if &new == old {
+                            return (StatusCode::OK, new);
+                        }
+                    }
+                    None => {
+                        new["metadata"]["uid"] = json!(format!("uid-{}", self.next()));
+                        new["metadata"]["generation"] = json!(1);
+                    }
+                }
+                new["metadata"]["resourceVersion"] = json!(rv);
+                self.store(&base, new.clone());
+                (StatusCode::OK, new)
+            }
+            "PUT" => {
+                let mut new = call.body.clone().unwrap_or(Value::Null);
+                let Some(old) = self.objects.get(&base) else {
+                    return status(404, "NotFound", "not found");
+                };
+                if old["metadata"]["resourceVersion"] != new["metadata"]["resourceVersion"] {
+                    return status(409, "Conflict", "the object has been modified");
+                }
+                new["metadata"]["resourceVersion"] = json!(self.next().to_string());
+                self.store(&base, new.clone());
+                (StatusCode::OK, new)
+            }
+            "POST" => {
+                let mut new = call.body.clone().unwrap_or(Value::Null);
+                let name = new["metadata"]["name"].as_str().unwrap_or("").to_string();
+                let path = format!("{}/{}", call.path, name);
+                if self.objects.contains_key(&path) {
+                    return status(409, "AlreadyExists", "already exists");
+                }
+                new["metadata"]["resourceVersion"] = json!(self.next().to_string());
+                new["metadata"]["uid"] = json!(format!("uid-{}", self.next()));
+                self.store(&path, new.clone());
+                (StatusCode::CREATED, new)
+            }
+            "DELETE" => match self.delete(&base) {
+                Some(_) => (
+                    StatusCode::OK,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 200}),
+                ),
+                None => status(404, "NotFound", "not found"),
+            },
+            m => status(405, "MethodNotAllowed", m),
+        }
+    }
+}
+
+/// JSON merge: objects recursively, everything else replaced.
+pub fn merge(dst: &mut Value, src: &Value) {
+    match (dst, src) {
+        (Value::Object(d), Value::Object(s)) => {
+            for (k, v) in s {
+                match d.get_mut(k) {
+                    Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
+                    _ => {
+                        d.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (d, s) => *d = s.clone(),
+    }
+}
+
+/// Handle to a running fake server.
+#[derive(Clone)]
+pub struct Fake {
+    pub state: Arc<Mutex<State>>,
+}
+
+impl Fake {
+    /// Starts the server and returns a client talking to it.
+    pub fn start() -> (Client, Fake) {
+        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<RespBody>>();
+        let fake = Fake {
+            state: Arc::new(Mutex::new(State::default())),
+        };
+        let state = fake.state.clone();
+        tokio::spawn(async move {
+            while let Some((req, send)) = handle.next_request().await {
+                let (parts, body) = req.into_parts();
+                let bytes = body.collect_bytes().await.unwrap();
+                let call = Call {
+                    method: parts.method.to_string(),
+                    path: parts.uri.path().to_string(),
+                    query: parts.uri.query().unwrap_or("").to_string(),
+                    content_type: parts
+                        .headers
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string(),
+                    body: if bytes.is_empty() {
+                        None
+                    } else {
+                        serde_json::from_slice(&bytes).ok()
+                    },
+                };
+                if call.query.contains("watch=true") {
+                    // A streaming response that stays open; changes arrive as events.
+                    let r = call.res();
+                    let (tx, rx) = mpsc::unbounded::<Bytes>();
+                    {
+                        let mut st = state.lock().unwrap();
+                        st.log.push(call);
+                        st.watches.push((r.group, r.resource, tx));
+                    }
+                    let frames = rx.map(|b| Ok::<_, Infallible>(http_body::Frame::data(b)));
+                    let body = BodyExt::boxed(StreamBody::new(frames));
+                    send.send_response(Response::builder().status(200).body(body).unwrap());
+                    continue;
+                }
+                let (code, value) = {
+                    let mut st = state.lock().unwrap();
+                    st.log.push(call.clone());
+                    st.handle(&call)
+                };
+                let resp = Response::builder()
+                    .status(code)
+                    .body(Full::new(Bytes::from(serde_json::to_vec(&value).unwrap())).boxed())
+                    .unwrap();
+                send.send_response(resp);
+            }
+        });
+        (Client::new(svc, "default"), fake)
+    }
+
+    /// Stores an object at its canonical path.
+    pub fn put(&self, path: &str, mut obj: Value) {
+        let mut st = self.state.lock().unwrap();
+        // Like the API server, every write gets a fresh resourceVersion.
+        obj["metadata"]["resourceVersion"] = json!(st.next().to_string());
+        st.store(path, obj);
+    }
+
+    /// Reads an object.
+    pub fn get(&self, path: &str) -> Option<Value> {
+        self.state.lock().unwrap().objects.get(path).cloned()
+    }
+
+    /// Removes an object (simulates `kubectl delete`).
+    pub fn remove(&self, path: &str) -> Option<Value> {
+        self.state.lock().unwrap().delete(path)
+    }
+
+    /// Marks an API group as not installed.
+    pub fn missing_group(&self, group: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .missing_groups
+            .insert(group.to_string());
+    }
+
+    /// Injects a fault.
+    pub fn fault(&self, method: &'static str, path_part: &str, code: u16) {
+        self.state.lock().unwrap().faults.push_back(Fault {
+            method,
+            path_part: path_part.to_string(),
+            code,
+        });
+    }
+
+    /// Takes the request log.
+    pub fn take_log(&self) -> Vec<Call> {
+        std::mem::take(&mut self.state.lock().unwrap().log)
+    }
+
+    /// Compact view of the log.
+    pub fn shorts(calls: &[Call]) -> Vec<String> {
+        calls.iter().map(Call::short).collect()
+    }
+}

@@ -1,0 +1,1290 @@
+//! Reconcilers, the running controllers and leader election against a fake API server
+//! (tower-test), plus the RBAC check: the (verb, resource) pairs all these scenarios use must
+//! equal what `rbac/clusterrole.yaml` grants.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::Action;
+use netstream_operator::context::{Context, StaticPartitions};
+use netstream_operator::crd::*;
+use netstream_operator::defaults::Defaults;
+use netstream_operator::desired::{probe, processor};
+use netstream_operator::leader::{LeaderElector, LeaseConfig};
+use netstream_operator::metrics::Metrics;
+use netstream_operator::reconcile::{netprobe as np_rec, streamanalysis as sa_rec};
+use serde_json::{Value, json};
+
+use common::fake::{Call, Fake};
+use common::fixtures::*;
+
+const NP_BASE: &str = "/apis/netstream.dev/v1alpha1/namespaces/netstream/netprobes";
+const SA_BASE: &str = "/apis/netstream.dev/v1alpha1/namespaces/netstream/streamanalyses";
+const DS_BASE: &str = "/apis/apps/v1/namespaces/netstream/daemonsets";
+const DEP_BASE: &str = "/apis/apps/v1/namespaces/netstream/deployments";
+const HPA_BASE: &str = "/apis/autoscaling/v2/namespaces/netstream/horizontalpodautoscalers";
+const SO_BASE: &str = "/apis/keda.sh/v1alpha1/namespaces/netstream/scaledobjects";
+const TA_BASE: &str = "/apis/keda.sh/v1alpha1/namespaces/netstream/triggerauthentications";
+const SM_BASE: &str = "/apis/monitoring.coreos.com/v1/namespaces/netstream/servicemonitors";
+const SECRET_BASE: &str = "/api/v1/namespaces/netstream/secrets";
+
+fn setup() -> (Arc<Context>, Fake) {
+    let (client, fake) = Fake::start();
+    let ctx = Context::new(
+        client,
+        Defaults::default(),
+        Metrics::new().unwrap(),
+        Some("test-0".into()),
+    );
+    (Arc::new(ctx), fake)
+}
+
+fn v<T: serde::Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).unwrap()
+}
+
+fn store_np(fake: &Fake, np: &NetProbe) {
+    fake.put(
+        &format!("{NP_BASE}/{}", np.metadata.name.as_ref().unwrap()),
+        v(np),
+    );
+}
+
+fn store_sa(fake: &Fake, sa: &StreamAnalysis) {
+    fake.put(
+        &format!("{SA_BASE}/{}", sa.metadata.name.as_ref().unwrap()),
+        v(sa),
+    );
+}
+
+/// Reads the CR back (with the status the reconciler wrote), as the next watch event would.
+fn reload_np(fake: &Fake, name: &str) -> NetProbe {
+    serde_json::from_value(fake.get(&format!("{NP_BASE}/{name}")).unwrap()).unwrap()
+}
+
+fn reload_sa(fake: &Fake, name: &str) -> StreamAnalysis {
+    serde_json::from_value(fake.get(&format!("{SA_BASE}/{name}")).unwrap()).unwrap()
+}
+
+fn secrets(fake: &Fake, tls_keys: &[&str]) {
+    let data = |keys: &[&str]| -> BTreeMap<String, ByteString> {
+        keys.iter()
+            .map(|k| (k.to_string(), ByteString(b"x".to_vec())))
+            .collect()
+    };
+    for (name, keys) in [
+        ("kafka-tls", tls_keys),
+        ("kafka-user", &["username", "password"][..]),
+    ] {
+        let s = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(NS.into()),
+                ..Default::default()
+            },
+            data: Some(data(keys)),
+            ..Default::default()
+        };
+        fake.put(&format!("{SECRET_BASE}/{name}"), v(&s));
+    }
+}
+
+fn status_body(calls: &[Call]) -> Value {
+    calls
+        .iter()
+        .rev()
+        .find(|c| c.path.ends_with("/status"))
+        .expect("a status patch")
+        .body
+        .clone()
+        .unwrap()["status"]
+        .clone()
+}
+
+fn cond<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} in {status}"))
+}
+
+fn events(calls: &[Call]) -> Vec<Value> {
+    calls
+        .iter()
+        .filter(|c| c.path.contains("/events"))
+        .map(|c| c.body.clone().unwrap())
+        .collect()
+}
+
+fn assert_ssa(calls: &[Call]) {
+    for c in calls
+        .iter()
+        .filter(|c| c.method == "PATCH" && !c.path.contains("/events"))
+    {
+        assert!(
+            c.content_type.contains("apply-patch"),
+            "{} is server-side apply",
+            c.path
+        );
+        assert!(
+            c.query.contains("fieldManager=netstream-operator") && c.query.contains("force=true"),
+            "{}?{}",
+            c.path,
+            c.query
+        );
+    }
+}
+
+// ---------------------------------------------------------------- NetProbe scenarios
+
+async fn np_create() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    let np = netprobe("edge", minimal_probe_spec());
+    store_np(&fake, &np);
+    let action = np_rec::reconcile(Arc::new(np.clone()), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    let calls = fake.take_log();
+    assert_eq!(
+        Fake::shorts(&calls),
+        [
+            "PATCH serviceaccounts/edge-probe",
+            "PATCH daemonsets/edge-probe",
+            "PATCH netprobes/edge/status",
+            "POST events"
+        ]
+    );
+    assert_ssa(&calls);
+    assert_eq!(
+        calls[0].body.clone().unwrap(),
+        v(&probe::service_account(&np))
+    );
+    assert_eq!(
+        calls[1].body.clone().unwrap(),
+        v(&probe::daemonset(&np, &Defaults::default()))
+    );
+    let st = status_body(&calls);
+    assert_eq!(st["observedGeneration"], 1);
+    assert_eq!(cond(&st, "Ready")["status"], "False");
+    assert_eq!(cond(&st, "Ready")["reason"], "RolloutPending");
+    assert_eq!(cond(&st, "Progressing")["status"], "True");
+    assert_eq!(cond(&st, "Degraded")["status"], "False");
+    let ev = &events(&calls)[0];
+    assert_eq!(
+        (ev["type"].as_str(), ev["reason"].as_str()),
+        (Some("Warning"), Some("RolloutPending"))
+    );
+    assert_eq!(ev["regarding"]["name"], "edge");
+    assert_eq!(ev["reportingController"], "netstream-operator");
+    assert!(fake.get(&format!("{DS_BASE}/edge-probe")).is_some());
+    calls
+}
+
+async fn np_ready_from_daemonset_status() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    let np = netprobe("edge", minimal_probe_spec());
+    store_np(&fake, &np);
+    let mut ds = v(&probe::daemonset(&np, &Defaults::default()));
+    ds["metadata"]["generation"] = json!(1);
+    ds["status"] = json!({"desiredNumberScheduled": 3, "currentNumberScheduled": 3, "numberMisscheduled": 0,
+        "numberReady": 3, "updatedNumberScheduled": 3, "numberAvailable": 3, "observedGeneration": 1});
+    fake.put(&format!("{DS_BASE}/edge-probe"), ds);
+
+    np_rec::reconcile(Arc::new(np), ctx.clone()).await.unwrap();
+    let mut calls = fake.take_log();
+    let st = status_body(&calls);
+    assert_eq!(
+        (st["desiredNodes"].as_i64(), st["readyNodes"].as_i64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(cond(&st, "Ready")["status"], "True");
+    assert_eq!(cond(&st, "Ready")["reason"], "AllNodesReady");
+    assert_eq!(cond(&st, "Progressing")["reason"], "RolloutComplete");
+    assert_eq!(cond(&st, "Degraded")["status"], "False");
+    assert_eq!(events(&calls)[0]["type"], "Normal");
+
+    // Next reconcile (triggered by our own status write): identical status, no new Event.
+    let np = reload_np(&fake, "edge");
+    np_rec::reconcile(Arc::new(np), ctx.clone()).await.unwrap();
+    let again = fake.take_log();
+    assert_eq!(
+        status_body(&again),
+        st,
+        "stable status (lastTransitionTime kept) so no write loop"
+    );
+    assert!(events(&again).is_empty(), "no Event without a transition");
+    calls.extend(again);
+    calls
+}
+
+async fn np_update_after_spec_change() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    let mut np = netprobe("edge", minimal_probe_spec());
+    store_np(&fake, &np);
+    np_rec::reconcile(Arc::new(np.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let mut calls = fake.take_log();
+
+    np.spec.filter = Some("udp port 4789".into());
+    np.spec.interfaces.push("eth1".into());
+    np.metadata.generation = Some(2);
+    store_np(&fake, &np);
+    np_rec::reconcile(Arc::new(np.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let second = fake.take_log();
+    let ds = second
+        .iter()
+        .find(|c| c.path.ends_with("/daemonsets/edge-probe"))
+        .unwrap()
+        .body
+        .clone()
+        .unwrap();
+    let args = ds["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+    let args: Vec<&str> = args
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.windows(2).any(|w| w == ["--filter", "udp port 4789"]),
+        "{args:?}"
+    );
+    assert!(
+        args.windows(2).any(|w| w == ["--interface", "eth1"]),
+        "{args:?}"
+    );
+    assert_eq!(
+        fake.get(&format!("{DS_BASE}/edge-probe")).unwrap()["metadata"]["generation"],
+        2
+    );
+    assert_eq!(status_body(&second)["observedGeneration"], 2);
+    calls.extend(second);
+    calls
+}
+
+async fn np_deleted_child_restored() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    let np = netprobe("edge", minimal_probe_spec());
+    store_np(&fake, &np);
+    np_rec::reconcile(Arc::new(np.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let ds_path = format!("{DS_BASE}/edge-probe");
+    let first = fake.get(&ds_path).unwrap();
+    // The owner reference is what routes the DaemonSet's delete event (owns() watch) back here.
+    let owner = &first["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (
+            owner["kind"].as_str(),
+            owner["uid"].as_str(),
+            owner["controller"].as_bool()
+        ),
+        (Some("NetProbe"), Some("uid-np-edge"), Some(true))
+    );
+    // kubectl delete daemonset edge-probe; and an edit of the ServiceAccount.
+    fake.remove(&ds_path);
+    let sa_path = "/api/v1/namespaces/netstream/serviceaccounts/edge-probe";
+    let mut sa = fake.get(sa_path).unwrap();
+    sa["automountServiceAccountToken"] = json!(true);
+    fake.put(sa_path, sa);
+
+    np_rec::reconcile(Arc::new(reload_np(&fake, "edge")), ctx.clone())
+        .await
+        .unwrap();
+    let restored = fake.get(&ds_path).expect("DaemonSet recreated");
+    assert_eq!(restored["spec"], first["spec"]);
+    assert_eq!(
+        fake.get(sa_path).unwrap()["automountServiceAccountToken"],
+        false,
+        "edit reverted"
+    );
+    fake.take_log()
+}
+
+async fn np_invalid_filter() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    let mut np = netprobe("edge", minimal_probe_spec());
+    store_np(&fake, &np);
+    np_rec::reconcile(Arc::new(np.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let good_ds = fake.get(&format!("{DS_BASE}/edge-probe")).unwrap();
+    let mut calls = fake.take_log();
+
+    np.spec.filter = Some("tcp prot 80".into());
+    np.metadata.generation = Some(2);
+    np.status = reload_np(&fake, "edge").status;
+    store_np(&fake, &np);
+    let action = np_rec::reconcile(Arc::new(np.clone()), ctx.clone())
+        .await
+        .expect("spec problems are not errors");
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    let bad = fake.take_log();
+    assert_eq!(
+        Fake::shorts(&bad),
+        ["PATCH netprobes/edge/status", "POST events"],
+        "nothing rolled out"
+    );
+    assert_eq!(
+        fake.get(&format!("{DS_BASE}/edge-probe")).unwrap(),
+        good_ds,
+        "running probes untouched"
+    );
+    let st = status_body(&bad);
+    assert_eq!(cond(&st, "Ready")["reason"], "InvalidFilter");
+    assert_eq!(cond(&st, "Degraded")["status"], "True");
+    assert!(
+        cond(&st, "Degraded")["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.filter \"tcp prot 80\" does not compile"),
+        "{st}"
+    );
+    assert_eq!(st["observedGeneration"], 2);
+    let ev = &events(&bad)[0];
+    assert_eq!(
+        (ev["type"].as_str(), ev["reason"].as_str()),
+        (Some("Warning"), Some("InvalidFilter"))
+    );
+    assert!(ctx.metrics.render().contains("reason=\"InvalidFilter\""));
+    calls.extend(bad);
+
+    // Fixed, then broken again: the repeated InvalidFilter Event is patched as a series.
+    np.spec.filter = Some("tcp port 80".into());
+    np.status = reload_np(&fake, "edge").status;
+    np_rec::reconcile(Arc::new(np.clone()), ctx.clone())
+        .await
+        .unwrap();
+    np.spec.filter = Some("tcp prot 80".into());
+    np.status = reload_np(&fake, "edge").status;
+    np_rec::reconcile(Arc::new(np.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let more = fake.take_log();
+    assert!(
+        more.iter()
+            .any(|c| c.method == "PATCH" && c.path.contains("/events/")),
+        "{:?}",
+        Fake::shorts(&more)
+    );
+    calls.extend(more);
+    calls
+}
+
+async fn np_missing_secret() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    let np = netprobe("full", full_probe_spec());
+    store_np(&fake, &np);
+    let action = np_rec::reconcile(Arc::new(np.clone()), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(60)),
+        "Secrets are polled"
+    );
+    let mut calls = fake.take_log();
+    assert_eq!(
+        Fake::shorts(&calls),
+        [
+            "GET secrets/kafka-tls",
+            "PATCH netprobes/full/status",
+            "POST events"
+        ]
+    );
+    let st = status_body(&calls);
+    assert_eq!(cond(&st, "Ready")["reason"], "SecretNotFound");
+    assert!(
+        cond(&st, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("Secret netstream/kafka-tls")
+    );
+
+    secrets(&fake, &["ca.crt", "tls.crt"]);
+    np_rec::reconcile(Arc::new(reload_np(&fake, "full")), ctx.clone())
+        .await
+        .unwrap();
+    let second = fake.take_log();
+    let st = status_body(&second);
+    assert_eq!(cond(&st, "Ready")["reason"], "SecretKeyMissing");
+    assert!(
+        cond(&st, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("tls.key"),
+        "{st}"
+    );
+    calls.extend(second);
+
+    secrets(&fake, &["ca.crt", "tls.crt", "tls.key"]);
+    np_rec::reconcile(Arc::new(reload_np(&fake, "full")), ctx.clone())
+        .await
+        .unwrap();
+    let third = fake.take_log();
+    assert_eq!(
+        Fake::shorts(&third)[..4],
+        [
+            "GET secrets/kafka-tls",
+            "GET secrets/kafka-user",
+            "PATCH serviceaccounts/full-probe",
+            "PATCH daemonsets/full-probe"
+        ]
+    );
+    calls.extend(third);
+    calls
+}
+
+async fn np_api_errors_retry() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    let np = Arc::new(netprobe("edge", minimal_probe_spec()));
+    store_np(&fake, &np);
+
+    fake.fault("PATCH", "/daemonsets/edge-probe", 409);
+    let err = np_rec::reconcile(np.clone(), ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.metric_reason(), "Conflict");
+    assert!(
+        err.to_string().contains("applying DaemonSet edge-probe"),
+        "{err}"
+    );
+    assert_eq!(
+        np_rec::error_policy(np.clone(), &err, ctx.clone()),
+        Action::requeue(Duration::from_secs(5))
+    );
+
+    fake.fault("PATCH", "/netprobes/edge/status", 500);
+    let err = np_rec::reconcile(np.clone(), ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.metric_reason(), "ServerError");
+    assert_eq!(
+        np_rec::error_policy(np.clone(), &err, ctx.clone()),
+        Action::requeue(Duration::from_secs(10)),
+        "backoff grows"
+    );
+
+    np_rec::reconcile(np.clone(), ctx.clone())
+        .await
+        .expect("retry succeeds once the API recovers");
+    assert!(fake.get(&format!("{DS_BASE}/edge-probe")).is_some());
+    assert_eq!(
+        ctx.backoff.fail("netprobe/netstream/edge"),
+        Duration::from_secs(5),
+        "success resets the backoff"
+    );
+    let m = ctx.metrics.render();
+    assert!(
+        m.contains("controller=\"netprobe\",reason=\"Conflict\"} 1")
+            && m.contains("reason=\"ServerError\"} 1"),
+        "{m}"
+    );
+    fake.take_log()
+}
+
+// ---------------------------------------------------------- StreamAnalysis scenarios
+
+async fn sa_create_hpa() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    fake.missing_group("keda.sh");
+    fake.missing_group("monitoring.coreos.com");
+    let sa = analysis("flows", minimal_analysis_spec());
+    store_sa(&fake, &sa);
+    let action = sa_rec::reconcile(Arc::new(sa.clone()), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    let calls = fake.take_log();
+    assert_eq!(
+        Fake::shorts(&calls),
+        [
+            "PATCH serviceaccounts/flows-processor",
+            "PATCH services/flows-processor-metrics",
+            "PATCH deployments/flows-processor",
+            "PATCH horizontalpodautoscalers/flows-processor",
+            "GET scaledobjects/flows-processor",
+            "GET triggerauthentications/flows-processor-kafka",
+            "GET servicemonitors/flows-processor",
+            "PATCH streamanalyses/flows/status",
+            "POST events",
+        ]
+    );
+    assert_ssa(&calls);
+    let src = processor::Source {
+        kafka: sa.spec.kafka.clone().unwrap(),
+        partitions: None,
+    };
+    assert_eq!(
+        calls[2].body.clone().unwrap(),
+        v(&processor::deployment(&sa, &src, &Defaults::default()))
+    );
+    let st = status_body(&calls);
+    assert_eq!(st["topic"], "netstream.packets");
+    assert_eq!(st["consumerGroup"], "netstream.netstream.flows");
+    assert!(st.get("partitions").is_none(), "partitions unknown");
+    assert_eq!(cond(&st, "Ready")["reason"], "NoProcessorsReady");
+    calls
+}
+
+async fn sa_ready_and_partition_cap() -> Vec<Call> {
+    let (client, fake) = Fake::start();
+    let ctx = Arc::new(
+        Context::new(client, Defaults::default(), Metrics::new().unwrap(), None).with_partitions(
+            Arc::new(StaticPartitions(
+                [("netstream.packets".to_string(), 3)].into(),
+            )),
+        ),
+    );
+    let mut spec = minimal_analysis_spec();
+    spec.max_replicas = 12;
+    let sa = analysis("flows", spec);
+    store_sa(&fake, &sa);
+    let src = processor::Source {
+        kafka: sa.spec.kafka.clone().unwrap(),
+        partitions: Some(3),
+    };
+    let mut dep = v(&processor::deployment(&sa, &src, &Defaults::default()));
+    dep["metadata"]["generation"] = json!(1);
+    dep["spec"]["replicas"] = json!(2); // set by the HPA, not by us
+    dep["status"] = json!({"replicas": 2, "readyReplicas": 2, "updatedReplicas": 2, "availableReplicas": 2, "observedGeneration": 1});
+    fake.put(&format!("{DEP_BASE}/flows-processor"), dep);
+
+    sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    let calls = fake.take_log();
+    let hpa = calls
+        .iter()
+        .find(|c| {
+            c.path
+                .ends_with("/horizontalpodautoscalers/flows-processor")
+        })
+        .unwrap()
+        .body
+        .clone()
+        .unwrap();
+    assert_eq!(
+        hpa["spec"]["maxReplicas"], 3,
+        "capped at the partition count"
+    );
+    assert_eq!(
+        fake.get(&format!("{DEP_BASE}/flows-processor")).unwrap()["spec"]["replicas"],
+        2,
+        "HPA's replicas kept"
+    );
+    let st = status_body(&calls);
+    assert_eq!(
+        (
+            st["replicas"].as_i64(),
+            st["readyReplicas"].as_i64(),
+            st["partitions"].as_i64()
+        ),
+        (Some(2), Some(2), Some(3))
+    );
+    assert_eq!(cond(&st, "Ready")["reason"], "ProcessorsReady");
+    assert_eq!(cond(&st, "Ready")["status"], "True");
+    calls
+}
+
+async fn sa_probe_ref() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    let np = netprobe("full", full_probe_spec());
+    store_np(&fake, &np);
+    secrets(&fake, &["ca.crt", "tls.crt", "tls.key"]);
+    let mut spec = minimal_analysis_spec();
+    spec.kafka = None;
+    spec.probe_ref = Some(ProbeRef {
+        name: "full".into(),
+    });
+    let sa = analysis("flows", spec);
+    store_sa(&fake, &sa);
+    sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    let calls = fake.take_log();
+    assert_eq!(
+        Fake::shorts(&calls)[..3],
+        [
+            "GET netprobes/full",
+            "GET secrets/kafka-tls",
+            "GET secrets/kafka-user"
+        ]
+    );
+    let dep = calls
+        .iter()
+        .find(|c| c.path.ends_with("/deployments/flows-processor"))
+        .unwrap()
+        .body
+        .clone()
+        .unwrap();
+    let c = &dep["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        c["args"][1], "kafka-0:9093,kafka-1:9093",
+        "brokers from the NetProbe"
+    );
+    assert_eq!(
+        c["env"][0]["valueFrom"]["secretKeyRef"]["name"],
+        "kafka-user"
+    );
+    assert_eq!(status_body(&calls)["topic"], "packets.secure");
+    calls
+}
+
+async fn sa_probe_ref_missing() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    let mut spec = minimal_analysis_spec();
+    spec.kafka = None;
+    spec.probe_ref = Some(ProbeRef {
+        name: "ghost".into(),
+    });
+    let sa = analysis("flows", spec);
+    store_sa(&fake, &sa);
+    let action = sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    let calls = fake.take_log();
+    assert_eq!(
+        Fake::shorts(&calls),
+        [
+            "GET netprobes/ghost",
+            "PATCH streamanalyses/flows/status",
+            "POST events"
+        ]
+    );
+    let st = status_body(&calls);
+    assert_eq!(cond(&st, "Ready")["reason"], "ProbeNotFound");
+    assert!(
+        cond(&st, "Degraded")["message"]
+            .as_str()
+            .unwrap()
+            .contains("NetProbe netstream/ghost")
+    );
+    calls
+}
+
+async fn sa_keda_not_installed() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    fake.missing_group("keda.sh");
+    fake.missing_group("monitoring.coreos.com");
+    let mut spec = minimal_analysis_spec();
+    spec.autoscaling.mode = AutoscalingMode::Keda;
+    let sa = analysis("flows", spec);
+    store_sa(&fake, &sa);
+    let action = sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(60)),
+        "look for KEDA again soon"
+    );
+    let calls = fake.take_log();
+    assert!(Fake::shorts(&calls).contains(&"PATCH scaledobjects/flows-processor".to_string()));
+    assert!(
+        fake.get(&format!("{DEP_BASE}/flows-processor")).is_some(),
+        "processors still run"
+    );
+    let st = status_body(&calls);
+    assert_eq!(cond(&st, "Degraded")["status"], "True");
+    assert_eq!(cond(&st, "Degraded")["reason"], "KedaNotInstalled");
+    assert!(
+        cond(&st, "Degraded")["message"]
+            .as_str()
+            .unwrap()
+            .contains("install KEDA or use mode: hpa")
+    );
+    assert!(ctx.metrics.render().contains("reason=\"KedaNotInstalled\""));
+    calls
+}
+
+async fn sa_switch_hpa_keda_hpa() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    secrets(&fake, &["ca.crt", "tls.crt", "tls.key"]);
+    let mut spec = minimal_analysis_spec();
+    spec.kafka = Some(kafka_secure());
+    let mut sa = analysis("flows", spec);
+    store_sa(&fake, &sa);
+    sa_rec::reconcile(Arc::new(sa.clone()), ctx.clone())
+        .await
+        .unwrap();
+    assert!(fake.get(&format!("{HPA_BASE}/flows-processor")).is_some());
+    let mut calls = fake.take_log();
+
+    sa.spec.autoscaling.mode = AutoscalingMode::Keda;
+    sa.metadata.generation = Some(2);
+    store_sa(&fake, &sa);
+    sa_rec::reconcile(Arc::new(sa.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let to_keda = fake.take_log();
+    let shorts = Fake::shorts(&to_keda);
+    let pos = |s: &str| {
+        shorts
+            .iter()
+            .position(|x| x == s)
+            .unwrap_or_else(|| panic!("{s} not in {shorts:?}"))
+    };
+    assert!(
+        pos("DELETE horizontalpodautoscalers/flows-processor")
+            < pos("PATCH scaledobjects/flows-processor"),
+        "HPA removed before KEDA takes over"
+    );
+    assert!(
+        pos("PATCH triggerauthentications/flows-processor-kafka")
+            < pos("PATCH scaledobjects/flows-processor")
+    );
+    assert!(fake.get(&format!("{HPA_BASE}/flows-processor")).is_none());
+    let so = fake.get(&format!("{SO_BASE}/flows-processor")).unwrap();
+    assert_eq!(
+        so["spec"]["triggers"][0]["authenticationRef"]["name"],
+        "flows-processor-kafka"
+    );
+    assert_eq!(
+        cond(&status_body(&to_keda), "Degraded")["reason"],
+        "AsExpected"
+    );
+    calls.extend(to_keda);
+
+    sa.spec.autoscaling.mode = AutoscalingMode::Hpa;
+    sa.metadata.generation = Some(3);
+    store_sa(&fake, &sa);
+    sa_rec::reconcile(Arc::new(sa.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let back = fake.take_log();
+    assert!(fake.get(&format!("{SO_BASE}/flows-processor")).is_none());
+    assert!(
+        fake.get(&format!("{TA_BASE}/flows-processor-kafka"))
+            .is_none()
+    );
+    assert!(fake.get(&format!("{HPA_BASE}/flows-processor")).is_some());
+    calls.extend(back);
+    calls
+}
+
+async fn sa_foreign_objects_untouched() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    fake.missing_group("monitoring.coreos.com");
+    // Same name, not ours (no controller owner reference): must survive.
+    let foreign = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "flows-processor", "namespace": NS},
+        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "other"}, "maxReplicas": 2}});
+    fake.put(&format!("{HPA_BASE}/flows-processor"), foreign);
+    let foreign = fake.get(&format!("{HPA_BASE}/flows-processor")).unwrap();
+    let mut spec = minimal_analysis_spec();
+    spec.autoscaling.mode = AutoscalingMode::Keda;
+    let sa = analysis("flows", spec);
+    store_sa(&fake, &sa);
+    sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    let calls = fake.take_log();
+    assert!(
+        !calls.iter().any(|c| c.method == "DELETE"),
+        "{:?}",
+        Fake::shorts(&calls)
+    );
+    assert_eq!(
+        fake.get(&format!("{HPA_BASE}/flows-processor")).unwrap(),
+        foreign
+    );
+    calls
+}
+
+async fn sa_service_monitor() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    fake.missing_group("keda.sh");
+    fake.missing_group("monitoring.coreos.com");
+    let mut spec = minimal_analysis_spec();
+    spec.service_monitor = Some(ServiceMonitorSpec {
+        enabled: true,
+        interval: "30s".into(),
+        labels: BTreeMap::new(),
+    });
+    let mut sa = analysis("flows", spec);
+    store_sa(&fake, &sa);
+    sa_rec::reconcile(Arc::new(sa.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let mut calls = fake.take_log();
+    assert_eq!(
+        cond(&status_body(&calls), "Degraded")["reason"],
+        "ServiceMonitorCrdMissing"
+    );
+
+    fake.state
+        .lock()
+        .unwrap()
+        .missing_groups
+        .remove("monitoring.coreos.com");
+    sa.status = reload_sa(&fake, "flows").status;
+    sa_rec::reconcile(Arc::new(sa.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let installed = fake.take_log();
+    assert!(fake.get(&format!("{SM_BASE}/flows-processor")).is_some());
+    assert_eq!(
+        cond(&status_body(&installed), "Degraded")["reason"],
+        "AsExpected"
+    );
+    calls.extend(installed);
+
+    sa.spec.service_monitor = None;
+    sa.metadata.generation = Some(2);
+    sa_rec::reconcile(Arc::new(sa.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let disabled = fake.take_log();
+    assert!(
+        Fake::shorts(&disabled).contains(&"DELETE servicemonitors/flows-processor".to_string())
+    );
+    assert!(fake.get(&format!("{SM_BASE}/flows-processor")).is_none());
+    calls.extend(disabled);
+    calls
+}
+
+async fn sa_api_error_retry() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    fake.missing_group("keda.sh");
+    fake.missing_group("monitoring.coreos.com");
+    let sa = Arc::new(analysis("flows", minimal_analysis_spec()));
+    store_sa(&fake, &sa);
+    fake.fault("PATCH", "/deployments/flows-processor", 500);
+    let err = sa_rec::reconcile(sa.clone(), ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.metric_reason(), "ServerError");
+    assert_eq!(
+        sa_rec::error_policy(sa.clone(), &err, ctx.clone()),
+        Action::requeue(Duration::from_secs(5))
+    );
+    fake.fault("PATCH", "/horizontalpodautoscalers/flows-processor", 409);
+    assert_eq!(
+        sa_rec::reconcile(sa.clone(), ctx.clone())
+            .await
+            .unwrap_err()
+            .metric_reason(),
+        "Conflict"
+    );
+    sa_rec::reconcile(sa.clone(), ctx.clone()).await.unwrap();
+    assert!(fake.get(&format!("{HPA_BASE}/flows-processor")).is_some());
+    fake.take_log()
+}
+
+// ------------------------------------------------------------ leader election
+
+fn elector(client: kube::Client, id: &str) -> LeaderElector {
+    LeaderElector::new(
+        client,
+        LeaseConfig {
+            name: "netstream-operator".into(),
+            namespace: "ops".into(),
+            identity: id.into(),
+            lease_duration: Duration::from_secs(15),
+            retry_period: Duration::from_secs(2),
+        },
+    )
+}
+
+const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/ops/leases/netstream-operator";
+
+async fn leader_election() -> Vec<Call> {
+    let (client, fake) = Fake::start();
+    let a = elector(client.clone(), "a");
+    let b = elector(client.clone(), "b");
+    assert!(
+        a.try_acquire_or_renew().await.unwrap(),
+        "a creates the lease"
+    );
+    assert_eq!(fake.get(LEASE).unwrap()["spec"]["holderIdentity"], "a");
+    assert!(
+        !b.try_acquire_or_renew().await.unwrap(),
+        "b follows while a's lease is fresh"
+    );
+    assert!(a.try_acquire_or_renew().await.unwrap(), "a renews");
+    assert_eq!(fake.get(LEASE).unwrap()["spec"]["leaseTransitions"], 0);
+
+    // a stops renewing: make its lease stale.
+    let mut lease = fake.get(LEASE).unwrap();
+    lease["spec"]["renewTime"] = json!("2020-01-01T00:00:00.000000Z");
+    fake.put(LEASE, lease);
+    // b races someone else and loses the optimistic-concurrency check.
+    fake.fault("PUT", "/leases/netstream-operator", 409);
+    assert!(
+        !b.try_acquire_or_renew().await.unwrap(),
+        "conflict = not leader"
+    );
+    assert!(
+        b.try_acquire_or_renew().await.unwrap(),
+        "b takes over the expired lease"
+    );
+    let held = fake.get(LEASE).unwrap();
+    assert_eq!(
+        (
+            held["spec"]["holderIdentity"].as_str(),
+            held["spec"]["leaseTransitions"].as_i64()
+        ),
+        (Some("b"), Some(1))
+    );
+    assert!(!a.try_acquire_or_renew().await.unwrap(), "a lost it");
+
+    a.release().await.unwrap();
+    assert_eq!(
+        fake.get(LEASE).unwrap()["spec"]["holderIdentity"],
+        "b",
+        "only the holder releases"
+    );
+    b.release().await.unwrap();
+    assert!(
+        fake.get(LEASE).unwrap()["spec"]
+            .get("holderIdentity")
+            .is_none()
+    );
+    assert!(
+        a.try_acquire_or_renew().await.unwrap(),
+        "released lease is taken at once"
+    );
+
+    fake.fault("GET", "/leases/netstream-operator", 500);
+    assert!(
+        a.try_acquire_or_renew().await.is_err(),
+        "API errors surface to the caller"
+    );
+    fake.take_log()
+}
+
+// ----------------------------------------------------------- controller wiring
+
+async fn wait_until(fake: &Fake, what: &str, cond: impl Fn(&common::fake::State) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        {
+            let st = fake.state.lock().unwrap();
+            if cond(&st) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for: {what}\n{:?}",
+                Fake::shorts(&st.log)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The real kube-runtime controllers against the fake: they list and watch exactly
+/// `controller::WATCHED`, reconcile both CRs into children and status, restore deleted or
+/// edited children through `owns()`, follow NetProbe edits through `watches()`, and stop
+/// gracefully.
+async fn controllers_end_to_end() -> Vec<Call> {
+    use futures::FutureExt;
+    let (ctx, fake) = setup();
+    store_np(&fake, &netprobe("edge", minimal_probe_spec()));
+    store_sa(&fake, &analysis("flows", minimal_analysis_spec()));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = rx.await;
+    }
+    .shared();
+    let optional = netstream_operator::controller::OptionalApis {
+        keda: true,
+        service_monitor: true,
+    };
+    let run = tokio::spawn(netstream_operator::controller::run(ctx, optional, shutdown));
+
+    let expected: BTreeSet<(String, String)> = netstream_operator::controller::WATCHED
+        .iter()
+        .map(|(g, r)| (g.to_string(), r.to_string()))
+        .collect();
+    let watched = |calls: &[Call]| -> BTreeSet<(String, String)> {
+        calls
+            .iter()
+            .filter(|c| c.method == "GET" && c.query.contains("watch=true"))
+            .map(|c| (c.res().group, c.res().resource))
+            .collect()
+    };
+    let done = || {
+        let st = fake.state.lock().unwrap();
+        let np_ready = st
+            .objects
+            .get(&format!("{NP_BASE}/edge"))
+            .is_some_and(|o| o.get("status").is_some());
+        let sa_ready = st
+            .objects
+            .get(&format!("{SA_BASE}/flows"))
+            .is_some_and(|o| o.get("status").is_some());
+        np_ready && sa_ready && watched(&st.log) == expected
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "controllers did not converge: {:?}",
+            Fake::shorts(&fake.state.lock().unwrap().log)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // owns(): a deleted DaemonSet and an edited Deployment are put back.
+    fake.remove(&format!("{DS_BASE}/edge-probe"));
+    let dep_path = format!("{DEP_BASE}/flows-processor");
+    let mut dep = fake.get(&dep_path).unwrap();
+    dep["spec"]["template"]["spec"]["containers"][0]["image"] = json!("evil:latest");
+    fake.put(&dep_path, dep);
+    wait_until(
+        &fake,
+        "deleted DaemonSet restored and edited Deployment reverted",
+        |st| {
+            st.objects.contains_key(&format!("{DS_BASE}/edge-probe"))
+                && st.objects[&dep_path]["spec"]["template"]["spec"]["containers"][0]["image"]
+                    != "evil:latest"
+        },
+    )
+    .await;
+
+    // watches(): a StreamAnalysis follows the NetProbe it references.
+    let mut by_ref = minimal_analysis_spec();
+    by_ref.kafka = None;
+    by_ref.probe_ref = Some(ProbeRef {
+        name: "edge".into(),
+    });
+    store_sa(&fake, &analysis("byref", by_ref));
+    let byref_args = |st: &common::fake::State| -> String {
+        st.objects
+            .get(&format!("{DEP_BASE}/byref-processor"))
+            .map(|d| d["spec"]["template"]["spec"]["containers"][0]["args"].to_string())
+            .unwrap_or_default()
+    };
+    wait_until(&fake, "byref processors use the probe's brokers", |st| {
+        byref_args(st).contains("kafka:9092")
+    })
+    .await;
+    let mut np = netprobe("edge", minimal_probe_spec());
+    np.spec.kafka.bootstrap_servers = vec!["kafka-new:9092".into()];
+    np.metadata.generation = Some(2);
+    store_np(&fake, &np);
+    wait_until(&fake, "NetProbe edit propagated to DaemonSet and referencing StreamAnalysis", |st| {
+        byref_args(st).contains("kafka-new:9092")
+            && st.objects[&format!("{DS_BASE}/edge-probe")]["spec"]["template"]["spec"]["containers"][0]["args"]
+                .to_string()
+                .contains("kafka-new:9092")
+    })
+    .await;
+
+    // Quiescence: the operator's own writes (status, no-op applies) must not keep
+    // re-triggering reconciles.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut last = usize::MAX;
+    loop {
+        let now = fake.state.lock().unwrap().log.len();
+        if now == last {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "controllers never went quiet ({now} requests)"
+        );
+        last = now;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("graceful shutdown")
+        .unwrap();
+
+    let calls = fake.take_log();
+    let listed: BTreeSet<(String, String)> = calls
+        .iter()
+        .filter(|c| c.method == "GET" && c.res().name.is_none() && !c.query.contains("watch=true"))
+        .map(|c| (c.res().group, c.res().resource))
+        .collect();
+    assert_eq!(listed, expected, "initial lists");
+    assert_eq!(watched(&calls), expected, "watches");
+    for c in calls.iter().filter(|c| {
+        c.res().name.is_none()
+            && c.method == "GET"
+            && !matches!(c.res().resource.as_str(), "netprobes" | "streamanalyses")
+    }) {
+        assert!(
+            c.query
+                .contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dnetstream-operator"),
+            "children are watched by label: {}?{}",
+            c.path,
+            c.query
+        );
+    }
+    assert!(fake.get(&format!("{DS_BASE}/edge-probe")).is_some());
+    assert!(fake.get(&format!("{DEP_BASE}/flows-processor")).is_some());
+    assert!(fake.get(&format!("{HPA_BASE}/flows-processor")).is_some());
+    calls
+}
+
+// ------------------------------------------------------------------- tests
+
+#[tokio::test]
+async fn netprobe_create() {
+    np_create().await;
+}
+#[tokio::test]
+async fn netprobe_ready_from_daemonset_status() {
+    np_ready_from_daemonset_status().await;
+}
+#[tokio::test]
+async fn netprobe_update_after_spec_change() {
+    np_update_after_spec_change().await;
+}
+#[tokio::test]
+async fn netprobe_deleted_child_restored() {
+    np_deleted_child_restored().await;
+}
+#[tokio::test]
+async fn netprobe_invalid_filter_condition() {
+    np_invalid_filter().await;
+}
+#[tokio::test]
+async fn netprobe_missing_secret_condition() {
+    np_missing_secret().await;
+}
+#[tokio::test]
+async fn netprobe_api_errors_retry() {
+    np_api_errors_retry().await;
+}
+#[tokio::test]
+async fn streamanalysis_create_hpa() {
+    sa_create_hpa().await;
+}
+#[tokio::test]
+async fn streamanalysis_ready_and_partition_cap() {
+    sa_ready_and_partition_cap().await;
+}
+#[tokio::test]
+async fn streamanalysis_probe_ref() {
+    sa_probe_ref().await;
+}
+#[tokio::test]
+async fn streamanalysis_probe_ref_missing() {
+    sa_probe_ref_missing().await;
+}
+#[tokio::test]
+async fn streamanalysis_keda_not_installed() {
+    sa_keda_not_installed().await;
+}
+#[tokio::test]
+async fn streamanalysis_switch_hpa_keda_hpa() {
+    sa_switch_hpa_keda_hpa().await;
+}
+#[tokio::test]
+async fn streamanalysis_foreign_objects_untouched() {
+    sa_foreign_objects_untouched().await;
+}
+#[tokio::test]
+async fn streamanalysis_service_monitor() {
+    sa_service_monitor().await;
+}
+#[tokio::test]
+async fn streamanalysis_api_error_retry() {
+    sa_api_error_retry().await;
+}
+#[tokio::test]
+async fn controllers_list_watch_and_reconcile() {
+    controllers_end_to_end().await;
+}
+#[tokio::test]
+async fn leader_election_lease() {
+    leader_election().await;
+}
+
+#[test]
+fn probe_edits_reach_referencing_analyses() {
+    let np = netprobe("full", full_probe_spec());
+    let mut by_ref = minimal_analysis_spec();
+    by_ref.kafka = None;
+    by_ref.probe_ref = Some(ProbeRef {
+        name: "full".into(),
+    });
+    let mut other_ns = analysis("b", by_ref.clone());
+    other_ns.metadata.namespace = Some("elsewhere".into());
+    let all = vec![
+        Arc::new(analysis("a", by_ref.clone())),
+        Arc::new(other_ns),
+        Arc::new(analysis("c", minimal_analysis_spec())),
+    ];
+    let refs: Vec<String> = netstream_operator::controller::referencing(&all, &np)
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    assert_eq!(refs, ["a"]);
+}
+
+type Rule = (String, String, String);
+
+fn granted_rules() -> BTreeSet<Rule> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("rbac")
+        .join("clusterrole.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = BTreeSet::new();
+    let mut kinds = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let doc: Value = serde::Deserialize::deserialize(doc).unwrap();
+        kinds.push(doc["kind"].as_str().unwrap().to_string());
+        for rule in doc["rules"].as_array().unwrap() {
+            for g in rule["apiGroups"].as_array().unwrap() {
+                for r in rule["resources"].as_array().unwrap() {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        let verb = verb.as_str().unwrap();
+                        assert_ne!(verb, "*", "no wildcards");
+                        out.insert((
+                            verb.to_string(),
+                            g.as_str().unwrap().to_string(),
+                            r.as_str().unwrap().to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(kinds, ["ClusterRole", "Role"]);
+    out
+}
+
+/// RBAC: everything the scenarios and the running controllers call is granted, and nothing
+/// else is.
+#[tokio::test]
+async fn rbac_grants_exactly_what_is_used() {
+    let mut calls = Vec::new();
+    calls.extend(np_create().await);
+    calls.extend(np_ready_from_daemonset_status().await);
+    calls.extend(np_update_after_spec_change().await);
+    calls.extend(np_deleted_child_restored().await);
+    calls.extend(np_invalid_filter().await);
+    calls.extend(np_missing_secret().await);
+    calls.extend(np_api_errors_retry().await);
+    calls.extend(sa_create_hpa().await);
+    calls.extend(sa_ready_and_partition_cap().await);
+    calls.extend(sa_probe_ref().await);
+    calls.extend(sa_probe_ref_missing().await);
+    calls.extend(sa_keda_not_installed().await);
+    calls.extend(sa_switch_hpa_keda_hpa().await);
+    calls.extend(sa_foreign_objects_untouched().await);
+    calls.extend(sa_service_monitor().await);
+    calls.extend(sa_api_error_retry().await);
+    calls.extend(leader_election().await);
+    // list/watch come from running the real controllers.
+    calls.extend(controllers_end_to_end().await);
+
+    let used: BTreeSet<Rule> = calls.iter().flat_map(Call::rbac).collect();
+    let granted = granted_rules();
+    let missing: Vec<_> = used.difference(&granted).collect();
+    let unused: Vec<_> = granted.difference(&used).collect();
+    assert!(
+        missing.is_empty() && unused.is_empty(),
+        "RBAC drift\n missing (used, not granted): {missing:#?}\n unused (granted, never used): {unused:#?}"
+    );
+}
