@@ -18,10 +18,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
     };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("{s:?} is not a valid duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{s:?} is not a valid duration (negative or too large)"))
 }
 
 #[cfg(test)]
@@ -38,5 +36,7 @@ mod tests {
         assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("").is_err());
+        assert!(parse_duration("100000000000000000000000h").is_err());
+        assert!(parse_duration("1e400s").is_err());
     }
 }

@@ -3,6 +3,7 @@
 //! - [`broker`]: a real tansu broker (Kafka protocol) on a free loopback port.
 //! - [`pcap`]: writes classic pcap files with exactly known content.
 //! - [`frames`]: builds frames with etherparse.
+//! - [`prometheus`]: a real Prometheus server scraping given targets, and its query API.
 //! - [`tools`]: finds the external tools tests need, skipping (or failing under
 //!   `NETSTREAM_REQUIRE_TOOLS=1`, as CI sets) when they are missing.
 
@@ -10,4 +11,5 @@ pub mod broker;
 pub mod frames;
 pub mod http;
 pub mod pcap;
+pub mod prometheus;
 pub mod tools;

@@ -1,0 +1,548 @@
+//! `/metrics`: a custom `prometheus::core::Collector` that renders the flow table and counters
+//! at scrape time. The hot path only bumps plain integers in the table; label strings are
+//! built here, once per scrape, from a snapshot copied out under the lock (a memcpy of the
+//! table: the consumer is held up for a few milliseconds at most, not for the rendering).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use netstream_wire::{Endpoint, FlowKey, KeyKind};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+
+use crate::record::InvalidReason;
+use crate::state::Shared;
+use crate::table::{EvictReason, FlowEntry, Totals};
+
+pub const FLOW_PACKETS: &str = "netstream_flow_packets_total";
+pub const FLOW_BYTES: &str = "netstream_flow_bytes_total";
+pub const PROTOCOL_PACKETS: &str = "netstream_protocol_packets_total";
+pub const PROTOCOL_BYTES: &str = "netstream_protocol_bytes_total";
+pub const FLOWS_ACTIVE: &str = "netstream_flows_active";
+pub const FLOWS_EVICTED: &str = "netstream_flows_evicted_total";
+pub const RECORDS_CONSUMED: &str = "netstream_records_consumed_total";
+pub const RECORDS_INVALID: &str = "netstream_records_invalid_total";
+pub const PARTITIONS_ASSIGNED: &str = "netstream_processor_partitions_assigned";
+pub const COMMIT_ERRORS: &str = "netstream_processor_commit_errors_total";
+pub const BRANCH_RECORDS: &str = "netstream_processor_branch_records_total";
+
+const FLOW_LABELS: [&str; 5] = ["protocol", "src_addr", "src_port", "dst_addr", "dst_port"];
+
+struct FamilyDef {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    labels: &'static [&'static str],
+}
+
+const FAMILIES: [FamilyDef; 11] = [
+    FamilyDef {
+        name: FLOW_PACKETS,
+        help: "Packets per tracked IP flow; src is the flow's initiator (TCP SYN sender, else the sender of the first packet this processor saw).",
+        kind: MetricType::COUNTER,
+        labels: &FLOW_LABELS,
+    },
+    FamilyDef {
+        name: FLOW_BYTES,
+        help: "Bytes (wire length) per tracked IP flow; src is the flow's initiator.",
+        kind: MetricType::COUNTER,
+        labels: &FLOW_LABELS,
+    },
+    FamilyDef {
+        name: PROTOCOL_PACKETS,
+        help: "Packets per protocol (IP protocol name or ip-N, arp, non-ip, unparsed).",
+        kind: MetricType::COUNTER,
+        labels: &["protocol"],
+    },
+    FamilyDef {
+        name: PROTOCOL_BYTES,
+        help: "Bytes (wire length) per protocol.",
+        kind: MetricType::COUNTER,
+        labels: &["protocol"],
+    },
+    FamilyDef {
+        name: FLOWS_ACTIVE,
+        help: "IP flows currently tracked (bounded by --max-flows).",
+        kind: MetricType::GAUGE,
+        labels: &[],
+    },
+    FamilyDef {
+        name: FLOWS_EVICTED,
+        help: "Flows removed from the table: idle (not updated for --flow-idle-timeout) or capacity (table full at --max-flows).",
+        kind: MetricType::COUNTER,
+        labels: &["reason"],
+    },
+    FamilyDef {
+        name: RECORDS_CONSUMED,
+        help: "Records consumed from the topic, valid or not.",
+        kind: MetricType::COUNTER,
+        labels: &[],
+    },
+    FamilyDef {
+        name: RECORDS_INVALID,
+        help: "Records skipped because their key or value could not be decoded, by reason.",
+        kind: MetricType::COUNTER,
+        labels: &["reason"],
+    },
+    FamilyDef {
+        name: PARTITIONS_ASSIGNED,
+        help: "Topic partitions currently assigned to this processor by the consumer group.",
+        kind: MetricType::GAUGE,
+        labels: &[],
+    },
+    FamilyDef {
+        name: COMMIT_ERRORS,
+        help: "Offset commits that failed (the records are consumed again after a restart or rebalance).",
+        kind: MetricType::COUNTER,
+        labels: &[],
+    },
+    FamilyDef {
+        name: BRANCH_RECORDS,
+        help: "Records produced to the per-protocol branch topics, by delivery result.",
+        kind: MetricType::COUNTER,
+        labels: &["result"],
+    },
+];
+
+/// Everything `/metrics` shows, copied out of the shared state.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub flows: Vec<FlowEntry>,
+    pub protocols: Vec<(&'static str, Totals)>,
+    pub consumed: u64,
+    pub invalid: Vec<(&'static str, u64)>,
+    pub evicted: Vec<(&'static str, u64)>,
+    pub partitions_assigned: i64,
+    pub commit_errors: u64,
+    /// `(delivered, failed)` when branching is on.
+    pub branch: Option<(u64, u64)>,
+}
+
+impl Snapshot {
+    /// Copies the state out; the lock is held only for the copy.
+    pub fn take(shared: &Shared) -> Snapshot {
+        let mut snap = {
+            let agg = shared.lock();
+            Snapshot {
+                flows: agg.flows.entries().to_vec(),
+                protocols: agg.protocols.seen().collect(),
+                consumed: agg.consumed,
+                invalid: InvalidReason::ALL
+                    .iter()
+                    .map(|r| (r.as_str(), agg.invalid(*r)))
+                    .collect(),
+                evicted: EvictReason::ALL
+                    .iter()
+                    .map(|r| (r.as_str(), agg.evicted(*r)))
+                    .collect(),
+                ..Snapshot::default()
+            }
+        };
+        let s = &shared.stats;
+        snap.partitions_assigned = s.partitions_assigned.load(Ordering::Relaxed);
+        snap.commit_errors = s.commit_errors.load(Ordering::Relaxed);
+        if s.branch_enabled.load(Ordering::Relaxed) {
+            snap.branch = Some((
+                s.branch_delivered.load(Ordering::Relaxed),
+                s.branch_failed.load(Ordering::Relaxed),
+            ));
+        }
+        snap
+    }
+
+    /// The metric families, in the order of [`FAMILIES`]. Families without samples are left
+    /// out (the text format forbids empty ones).
+    pub fn families(&self) -> Vec<MetricFamily> {
+        let (flow_packets, flow_bytes) = self.flow_samples();
+        let proto = |f: fn(&Totals) -> u64| {
+            self.protocols
+                .iter()
+                .map(|(name, t)| sample(vec![pair("protocol", name)], f(t) as f64, false))
+                .collect::<Vec<_>>()
+        };
+        let by = |label: &str, values: &[(&'static str, u64)]| {
+            values
+                .iter()
+                .map(|(v, n)| sample(vec![pair(label, v)], *n as f64, false))
+                .collect::<Vec<_>>()
+        };
+        let samples: [Vec<Metric>; 11] = [
+            flow_packets,
+            flow_bytes,
+            proto(|t| t.packets),
+            proto(|t| t.bytes),
+            vec![sample(Vec::new(), self.flows.len() as f64, true)],
+            by("reason", &self.evicted),
+            vec![sample(Vec::new(), self.consumed as f64, false)],
+            by("reason", &self.invalid),
+            vec![sample(Vec::new(), self.partitions_assigned as f64, true)],
+            vec![sample(Vec::new(), self.commit_errors as f64, false)],
+            self.branch
+                .map(|(ok, failed)| by("result", &[("delivered", ok), ("failed", failed)]))
+                .unwrap_or_default(),
+        ];
+        FAMILIES
+            .iter()
+            .zip(samples)
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(def, metrics)| {
+                let mut mf = MetricFamily::default();
+                mf.set_name(def.name.to_string());
+                mf.set_help(def.help.to_string());
+                mf.set_field_type(def.kind);
+                mf.set_metric(metrics);
+                mf
+            })
+            .collect()
+    }
+}
+
+impl Snapshot {
+    /// The per-flow samples of both flow families, in table order.
+    fn flow_samples(&self) -> (Vec<Metric>, Vec<Metric>) {
+        (
+            self.flow_family(|e| e.packets),
+            self.flow_family(|e| e.bytes),
+        )
+    }
+
+    fn flow_family(&self, value: impl Fn(&FlowEntry) -> u64) -> Vec<Metric> {
+        self.flows
+            .iter()
+            .map(|e| {
+                let labels = FLOW_LABELS
+                    .iter()
+                    .zip(flow_label_values(e))
+                    .map(|(n, v)| pair_owned(n, v))
+                    .collect();
+                sample(labels, value(e) as f64, false)
+            })
+            .collect()
+    }
+}
+
+fn pair_owned(name: &str, value: String) -> LabelPair {
+    let mut p = LabelPair::default();
+    p.set_name(name.to_string());
+    p.set_value(value);
+    p
+}
+
+fn pair(name: &str, value: &str) -> LabelPair {
+    let mut p = LabelPair::default();
+    p.set_name(name.to_string());
+    p.set_value(value.to_string());
+    p
+}
+
+fn sample(labels: Vec<LabelPair>, value: f64, gauge: bool) -> Metric {
+    let mut m = Metric::from_label(labels);
+    if gauge {
+        let mut g = Gauge::default();
+        g.set_value(value);
+        m.set_gauge(g);
+    } else {
+        let mut c = Counter::default();
+        c.set_value(value);
+        m.set_counter(c);
+    }
+    m
+}
+
+/// The address of an endpoint as text (IP keys only; flows are never non-IP).
+pub fn addr_string(kind: KeyKind, e: &Endpoint) -> String {
+    let mut s = String::with_capacity(16);
+    let _ = match kind {
+        KeyKind::Ipv6 => write!(s, "{}", Ipv6Addr::from(e.addr)),
+        _ => write!(
+            s,
+            "{}",
+            Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3])
+        ),
+    };
+    s
+}
+
+/// The endpoint address as an [`IpAddr`].
+pub fn ip(key: &FlowKey, e: &Endpoint) -> IpAddr {
+    match key.kind() {
+        KeyKind::Ipv6 => IpAddr::V6(Ipv6Addr::from(e.addr)),
+        _ => IpAddr::V4(Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3])),
+    }
+}
+
+fn flow_label_values(e: &FlowEntry) -> [String; 5] {
+    let (src, dst) = e.src_dst();
+    let kind = e.key.kind();
+    [
+        e.key.protocol_name().to_string(),
+        addr_string(kind, src),
+        src.port.to_string(),
+        addr_string(kind, dst),
+        dst.port.to_string(),
+    ]
+}
+
+/// Writes metric families in the Prometheus text format (0.0.4), byte for byte what
+/// `prometheus::TextEncoder` writes for counters and gauges, without its per-sample
+/// allocations: at 100k flows this is ~4x faster. Families are written in the given order and
+/// samples unsorted (Prometheus does not need them sorted).
+pub fn encode_text(families: &[MetricFamily], out: &mut String) {
+    for mf in families {
+        if mf.get_metric().is_empty() {
+            continue;
+        }
+        let name = mf.name();
+        if !mf.help().is_empty() {
+            out.push_str("# HELP ");
+            out.push_str(name);
+            out.push(' ');
+            escape_into(mf.help(), false, out);
+            out.push('\n');
+        }
+        let kind = mf.get_field_type();
+        out.push_str("# TYPE ");
+        out.push_str(name);
+        out.push_str(match kind {
+            MetricType::GAUGE => " gauge\n",
+            MetricType::COUNTER => " counter\n",
+            MetricType::SUMMARY => " summary\n",
+            MetricType::HISTOGRAM => " histogram\n",
+            MetricType::UNTYPED => " untyped\n",
+        });
+        for m in mf.get_metric() {
+            out.push_str(name);
+            let mut sep = '{';
+            for lp in m.get_label() {
+                out.push(sep);
+                out.push_str(lp.name());
+                out.push_str("=\"");
+                escape_into(lp.value(), true, out);
+                out.push('"');
+                sep = ',';
+            }
+            if sep == ',' {
+                out.push('}');
+            }
+            out.push(' ');
+            let v = match kind {
+                MetricType::GAUGE => m.get_gauge().get_value(),
+                _ => m.get_counter().get_value(),
+            };
+            if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                let _ = write!(out, "{}", v as i64);
+            } else {
+                let _ = write!(out, "{v}");
+            }
+            out.push('\n');
+        }
+    }
+}
+
+fn escape_into(v: &str, quote: bool, out: &mut String) {
+    if !v
+        .bytes()
+        .any(|b| b == b'\\' || b == b'\n' || (quote && b == b'"'))
+    {
+        out.push_str(v);
+        return;
+    }
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quote => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+/// The processor's collector: register it in a registry, or render it directly with
+/// [`ProcessorCollector::render`] (what `/metrics` does).
+pub struct ProcessorCollector {
+    shared: Arc<Shared>,
+    descs: Vec<Desc>,
+}
+
+impl ProcessorCollector {
+    pub fn new(shared: Arc<Shared>) -> Result<Self, prometheus::Error> {
+        let descs = FAMILIES
+            .iter()
+            .map(|f| {
+                Desc::new(
+                    f.name.to_string(),
+                    f.help.to_string(),
+                    f.labels.iter().map(|l| l.to_string()).collect(),
+                    HashMap::new(),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ProcessorCollector { shared, descs })
+    }
+}
+
+impl ProcessorCollector {
+    /// `/metrics`: collects and encodes. Returns the text and the families, so the caller can
+    /// drop the families (millions of small strings at 100k flows) off the request path.
+    pub fn render(&self) -> (String, Vec<MetricFamily>) {
+        let families = self.collect();
+        let samples: usize = families.iter().map(|f| f.get_metric().len()).sum();
+        let mut out = String::with_capacity(samples * 128 + 4096);
+        encode_text(&families, &mut out);
+        (out, families)
+    }
+}
+
+impl Collector for ProcessorCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        Snapshot::take(&self.shared).families()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Aggregate;
+    use netstream_wire::{Direction, PacketMeta, ValueEncoder};
+    use prometheus::Registry;
+
+    fn record(agg: &mut Aggregate, key: FlowKey, direction: Direction, syn: bool, len: u32) {
+        let v = ValueEncoder::new("n", "i")
+            .encode(
+                &PacketMeta {
+                    direction,
+                    tcp_syn: syn,
+                    link_type: 1,
+                    wire_len: len,
+                    ts_ns: 7,
+                },
+                &[],
+            )
+            .to_vec();
+        agg.record(Some(&key.to_vec()), Some(&v), 0).unwrap();
+    }
+
+    #[test]
+    fn renders_exact_text_through_a_registry() {
+        let mut agg = Aggregate::new(10, 0);
+        // Client 10.0.0.20:40000 → server 10.0.0.9:443 (the server is endpoint A).
+        let (tcp, d) = FlowKey::new(
+            KeyKind::Ipv4,
+            6,
+            Endpoint::v4([10, 0, 0, 20], 40000),
+            Endpoint::v4([10, 0, 0, 9], 443),
+        );
+        record(&mut agg, tcp, d, true, 60);
+        record(&mut agg, tcp, Direction::AToB, false, 1500);
+        let mut v6a = [0u8; 16];
+        v6a[..2].copy_from_slice(&[0x20, 0x01]);
+        v6a[15] = 1;
+        let mut v6b = v6a;
+        v6b[15] = 2;
+        let (udp6, d) = FlowKey::new(
+            KeyKind::Ipv6,
+            17,
+            Endpoint::v6(v6a, 53),
+            Endpoint::v6(v6b, 5353),
+        );
+        record(&mut agg, udp6, d, false, 100);
+        let (arp, d) = FlowKey::new(
+            KeyKind::NonIp,
+            0x0806,
+            Endpoint::mac([2, 0, 0, 0, 0, 1]),
+            Endpoint::mac([0xff; 6]),
+        );
+        record(&mut agg, arp, d, false, 42);
+        let _ = agg.record(None, Some(&[1]), 0);
+
+        let shared = Arc::new(Shared::new(agg));
+        shared.stats.partitions_assigned.store(3, Ordering::Relaxed);
+        let registry = Registry::new();
+        registry
+            .register(Box::new(ProcessorCollector::new(shared).unwrap()))
+            .unwrap();
+        let text = netstream_runtime::http::render(&registry).unwrap();
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        let expected = [
+            r#"netstream_flow_bytes_total{protocol="tcp",src_addr="10.0.0.20",src_port="40000",dst_addr="10.0.0.9",dst_port="443"} 1560"#,
+            r#"netstream_flow_bytes_total{protocol="udp",src_addr="2001::1",src_port="53",dst_addr="2001::2",dst_port="5353"} 100"#,
+            r#"netstream_flow_packets_total{protocol="tcp",src_addr="10.0.0.20",src_port="40000",dst_addr="10.0.0.9",dst_port="443"} 2"#,
+            r#"netstream_flow_packets_total{protocol="udp",src_addr="2001::1",src_port="53",dst_addr="2001::2",dst_port="5353"} 1"#,
+            r#"netstream_flows_active 2"#,
+            r#"netstream_flows_evicted_total{reason="capacity"} 0"#,
+            r#"netstream_flows_evicted_total{reason="idle"} 0"#,
+            r#"netstream_processor_commit_errors_total 0"#,
+            r#"netstream_processor_partitions_assigned 3"#,
+            r#"netstream_protocol_bytes_total{protocol="arp"} 42"#,
+            r#"netstream_protocol_bytes_total{protocol="tcp"} 1560"#,
+            r#"netstream_protocol_bytes_total{protocol="udp"} 100"#,
+            r#"netstream_protocol_packets_total{protocol="arp"} 1"#,
+            r#"netstream_protocol_packets_total{protocol="tcp"} 2"#,
+            r#"netstream_protocol_packets_total{protocol="udp"} 1"#,
+            r#"netstream_records_consumed_total 5"#,
+        ];
+        assert_eq!(&samples[..expected.len()], expected, "{text}");
+        let invalid: Vec<&str> = samples[expected.len()..].to_vec();
+        assert_eq!(invalid.len(), InvalidReason::ALL.len());
+        assert!(invalid.contains(&r#"netstream_records_invalid_total{reason="missing_key"} 1"#));
+        assert!(invalid.contains(&r#"netstream_records_invalid_total{reason="empty_value"} 0"#));
+        assert!(text.contains("# TYPE netstream_flows_active gauge"));
+        assert!(text.contains("# TYPE netstream_flow_bytes_total counter"));
+        assert!(
+            !text.contains(BRANCH_RECORDS),
+            "branch metrics only when branching"
+        );
+    }
+
+    #[test]
+    fn fast_encoder_writes_what_the_prometheus_encoder_writes() {
+        use prometheus::Encoder;
+        let mut fam = MetricFamily::default();
+        fam.set_name("x_total".into());
+        fam.set_help("Help with \\ and\na newline.".into());
+        fam.set_field_type(MetricType::COUNTER);
+        fam.set_metric(vec![
+            sample(
+                vec![pair("a", "plain"), pair("b", "q\"uo\\te\nnl")],
+                12.0,
+                false,
+            ),
+            sample(vec![pair("a", "ü")], 0.5, false),
+            sample(vec![pair("a", "big")], 1e20, false),
+        ]);
+        let mut gauge = MetricFamily::default();
+        gauge.set_name("y".into());
+        gauge.set_field_type(MetricType::GAUGE);
+        gauge.set_metric(vec![sample(Vec::new(), -3.0, true)]);
+        let empty = MetricFamily::default();
+        let mut snap_families = {
+            let mut agg = Aggregate::new(10, 0);
+            let (k, d) = FlowKey::new(
+                KeyKind::Ipv4,
+                6,
+                Endpoint::v4([10, 0, 0, 1], 1),
+                Endpoint::v4([10, 0, 0, 2], 2),
+            );
+            record(&mut agg, k, d, true, 1500);
+            Snapshot::take(&Shared::new(agg)).families()
+        };
+        snap_families.extend([fam, gauge]);
+        let mut expected = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&snap_families, &mut expected)
+            .unwrap();
+        let mut ours = String::new();
+        encode_text(&snap_families, &mut ours);
+        assert_eq!(ours, String::from_utf8(expected).unwrap());
+        let mut none = String::new();
+        encode_text(&[empty], &mut none);
+        assert_eq!(none, "");
+    }
+}

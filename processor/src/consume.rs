@@ -1,0 +1,438 @@
+//! The consumer group side: configuration, the consume loop, offsets and rebalances.
+//!
+//! At-least-once: `enable.auto.offset.store=false`; a record's offset is stored only after it
+//! has been counted (and, with branching, handed to the branch producer), and only stored
+//! offsets are committed: every `--commit-interval`, synchronously before partitions are
+//! revoked (cooperative-sticky rebalances give up only the partitions that move), and on
+//! shutdown. With branching, the branch producer is flushed before each commit.
+//! Invalid records are counted, logged at a bounded rate and committed past.
+//!
+//! Everything runs on one thread (the rebalance callbacks run inside `poll`), so no record can
+//! be counted after its partition was revoked and before the revocation commit.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use netstream_runtime::http::Health;
+use netstream_runtime::kafka_config;
+use netstream_runtime::ratelimit::RateLimit;
+use netstream_runtime::warn_limited;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, TopicPartitionList};
+
+use crate::branch::{Branch, BranchError};
+use crate::state::{Clock, Shared};
+
+/// The consumer properties netstream sets; user properties override all but
+/// `enable.auto.offset.store`.
+pub fn default_config(brokers: &str, group: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("bootstrap.servers", brokers.to_string()),
+        ("group.id", group.to_string()),
+        ("client.id", "netstream-processor".to_string()),
+        (
+            "partition.assignment.strategy",
+            "cooperative-sticky".to_string(),
+        ),
+        ("enable.auto.commit", "false".to_string()),
+        ("enable.auto.offset.store", "false".to_string()),
+        ("auto.offset.reset", "earliest".to_string()),
+        // Low: some brokers (tansu) hold every fetch for the full wait.
+        ("fetch.wait.max.ms", "10".to_string()),
+        ("enable.partition.eof", "false".to_string()),
+        // Faster failover than the 45 s default: a crashed instance's partitions move after
+        // 10 s (and tansu, which waits about half the session timeout before the first
+        // assignment, assigns in ~5 s).
+        ("session.timeout.ms", "10000".to_string()),
+        ("heartbeat.interval.ms", "1000".to_string()),
+    ]
+}
+
+/// A consumer configuration that would break at-least-once counting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "--consumer-config enable.auto.offset.store={0} is not allowed: the processor stores each offset itself after counting the record; remove it"
+    )]
+    OffsetStore(String),
+    #[error(
+        "--consumer-config enable.auto.commit=true cannot be combined with --branch-topic-prefix: offsets must only be committed after the branch producer is flushed; remove it"
+    )]
+    AutoCommitWithBranch,
+}
+
+/// Merges defaults, credentials from the environment and user properties, and refuses the
+/// properties that would break at-least-once.
+pub fn consumer_config(
+    brokers: &str,
+    group: &str,
+    user: &[(String, String)],
+    branching: bool,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    if let Some((_, v)) = user.iter().find(|(k, _)| k == "enable.auto.offset.store") {
+        return Err(ConfigError::OffsetStore(v.clone()));
+    }
+    let config = kafka_config::merge(&default_config(brokers, group), user, env);
+    if branching
+        && config
+            .get("enable.auto.commit")
+            .is_some_and(|v| v == "true")
+    {
+        return Err(ConfigError::AutoCommitWithBranch);
+    }
+    Ok(config)
+}
+
+/// librdkafka's own logging and error callbacks, rate-limited (it repeats connection failures
+/// many times a second while a broker is down).
+#[derive(Default)]
+pub struct KafkaLog {
+    errors: RateLimit,
+    lib: RateLimit,
+}
+
+impl KafkaLog {
+    pub fn error(&self, error: KafkaError, reason: &str) {
+        warn_limited!(self.errors, %error, reason, "kafka client error (librdkafka retries on its own)");
+    }
+
+    pub fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        use RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error | L::Warning => {
+                warn_limited!(self.lib, facility = fac, detail = message, "librdkafka");
+            }
+            _ => tracing::debug!(facility = fac, detail = message, "librdkafka"),
+        }
+    }
+}
+
+/// Rebalance and commit callbacks.
+pub struct ConsumeContext {
+    shared: Arc<Shared>,
+    health: Arc<Health>,
+    branch: Option<Arc<Branch>>,
+    flush_timeout: Duration,
+    log: KafkaLog,
+    commit_log: RateLimit,
+}
+
+impl ConsumeContext {
+    pub fn new(
+        shared: Arc<Shared>,
+        health: Arc<Health>,
+        branch: Option<Arc<Branch>>,
+        flush_timeout: Duration,
+    ) -> Self {
+        ConsumeContext {
+            shared,
+            health,
+            branch,
+            flush_timeout,
+            log: KafkaLog::default(),
+            commit_log: RateLimit::default(),
+        }
+    }
+
+    /// Records flow again (after the brokers were unreachable): ready.
+    #[inline]
+    fn mark_ready(&self) {
+        if !self.health.ready.load(Ordering::Relaxed) {
+            self.health.set_ready(true);
+        }
+    }
+
+    /// Flushes the branch producer, then commits every stored offset. Returns whether the
+    /// commit was attempted.
+    fn commit(&self, consumer: &BaseConsumer<Self>, mode: CommitMode) -> bool {
+        if let Some(branch) = &self.branch
+            && let Err(error) = branch.flush(self.flush_timeout)
+        {
+            warn_limited!(self.commit_log, %error, in_flight = branch.in_flight(),
+                "branch producer did not flush; offsets not committed this time");
+            return false;
+        }
+        match consumer.commit_consumer_state(mode) {
+            Ok(()) => true,
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => true,
+            Err(error) => {
+                // Async failures arrive in commit_callback; count the synchronous ones here.
+                self.shared
+                    .stats
+                    .commit_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                warn_limited!(self.commit_log, %error, "offset commit failed; the records will be counted again after a restart or rebalance");
+                false
+            }
+        }
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> String {
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl ClientContext for ConsumeContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown)
+        ) {
+            self.health.set_ready(false);
+        }
+        self.log.error(error, reason);
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.log.log(level, fac, message);
+    }
+}
+
+impl ConsumerContext for ConsumeContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                if consumer.assignment_lost() {
+                    tracing::warn!(partitions = %partitions(tpl), "partitions lost (session timed out?); their uncommitted records will be counted again by their new owner");
+                    return;
+                }
+                let committed = self.commit(consumer, CommitMode::Sync);
+                tracing::info!(partitions = %partitions(tpl), committed, "partitions revoked");
+            }
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = %partitions(tpl), "partitions assigned");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+        let assigned = consumer.assignment().map(|t| t.count()).unwrap_or(0);
+        self.shared
+            .stats
+            .partitions_assigned
+            .store(assigned as i64, Ordering::Relaxed);
+        self.health.set_ready(true);
+    }
+
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &TopicPartitionList,
+    ) {
+        match result {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => {
+                self.shared
+                    .stats
+                    .commit_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                warn_limited!(self.commit_log, %error, "offset commit failed; the records will be counted again after a restart or rebalance");
+            }
+        }
+    }
+}
+
+pub type ProcessorConsumer = BaseConsumer<ConsumeContext>;
+
+/// Creates the consumer, checks that the topic exists and subscribes.
+pub fn subscribe(
+    config: &BTreeMap<String, String>,
+    context: ConsumeContext,
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+) -> anyhow::Result<ProcessorConsumer> {
+    let mut cc = ClientConfig::new();
+    for (k, v) in config {
+        cc.set(k, v);
+    }
+    let consumer: ProcessorConsumer = cc
+        .create_with_context(context)
+        .context("invalid Kafka consumer configuration (check --consumer-config)")?;
+    let md = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .with_context(|| {
+            format!("cannot reach the Kafka brokers at {brokers} within {timeout:?}: check --brokers and that the brokers are up")
+        })?;
+    let parts = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len())
+        .unwrap_or(0);
+    if parts == 0 {
+        anyhow::bail!(
+            "topic {topic} does not exist on {brokers}: create it (e.g. with 6 or more partitions) or fix --topic"
+        );
+    }
+    consumer
+        .subscribe(&[topic])
+        .with_context(|| format!("cannot subscribe to {topic}"))?;
+    tracing::info!(%topic, partitions = parts, "subscribed");
+    Ok(consumer)
+}
+
+/// What the consume loop needs besides the consumer.
+pub struct LoopOptions {
+    pub commit_interval: Duration,
+    /// How often idle flows are swept out.
+    pub sweep_interval: Duration,
+}
+
+impl Default for LoopOptions {
+    fn default() -> Self {
+        LoopOptions {
+            commit_interval: Duration::from_secs(1),
+            sweep_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Consumes until `stop` is set, then commits what was counted. `heartbeat` gets the
+/// milliseconds since `started` after every poll (the liveness watchdog reads it).
+pub fn run(
+    consumer: &ProcessorConsumer,
+    shared: &Shared,
+    branch: Option<&Branch>,
+    opts: &LoopOptions,
+    stop: &AtomicBool,
+    heartbeat: &AtomicU64,
+    started: Instant,
+) {
+    // One clock read per record: the table tick, the heartbeat and the periodic work all
+    // derive from it.
+    let clock = Clock::default();
+    let mut now = Instant::now();
+    let invalid_log = RateLimit::default();
+    let poll_log = RateLimit::default();
+    let store_log = RateLimit::default();
+    let mut last_commit = Instant::now();
+    let mut last_sweep = Instant::now();
+    let mut stored = false;
+    let ctx = consumer.context();
+    while !stop.load(Ordering::Relaxed) {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(error)) => {
+                warn_limited!(poll_log, %error, "consume error (librdkafka retries on its own)");
+            }
+            Some(Ok(msg)) => {
+                ctx.mark_ready();
+                let result = shared
+                    .lock()
+                    .record(msg.key(), msg.payload(), clock.tick_at(now));
+                match result {
+                    Ok(key) => {
+                        if let Some(branch) = branch {
+                            let sent = branch.send(
+                                &key,
+                                msg.key().unwrap_or_default(),
+                                msg.payload().unwrap_or_default(),
+                                stop,
+                            );
+                            if let Err(BranchError::Stopped) = sent {
+                                // Not handed over: leave its offset uncommitted.
+                                break;
+                            }
+                        }
+                    }
+                    Err(invalid) => {
+                        warn_limited!(invalid_log, topic = msg.topic(), partition = msg.partition(),
+                            offset = msg.offset(), reason = invalid.reason.as_str(), error = %invalid,
+                            "skipping invalid record (counted in netstream_records_invalid_total)");
+                    }
+                }
+                match consumer.store_offset_from_message(&msg) {
+                    Ok(()) => stored = true,
+                    Err(error) => {
+                        warn_limited!(store_log, %error, partition = msg.partition(), "cannot store offset");
+                    }
+                }
+            }
+        }
+        now = Instant::now();
+        heartbeat.store(
+            now.saturating_duration_since(started).as_millis() as u64,
+            Ordering::Relaxed,
+        );
+        if stored && now.saturating_duration_since(last_commit) >= opts.commit_interval {
+            if ctx.commit(consumer, CommitMode::Async) {
+                stored = false;
+            }
+            last_commit = now;
+        }
+        if now.saturating_duration_since(last_sweep) >= opts.sweep_interval {
+            shared.lock().flows.evict_idle(clock.tick_at(now));
+            last_sweep = now;
+        }
+    }
+    ctx.commit(consumer, CommitMode::Sync);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(kv: &[(&str, &str)]) -> Vec<(String, String)> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn config_defaults_overrides_and_refusals() {
+        let c = consumer_config(
+            "b:1",
+            "g",
+            &user(&[("fetch.wait.max.ms", "50")]),
+            false,
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(c["partition.assignment.strategy"], "cooperative-sticky");
+        assert_eq!(c["enable.auto.offset.store"], "false");
+        assert_eq!(c["fetch.wait.max.ms"], "50");
+        assert_eq!(c["group.id"], "g");
+        let err = consumer_config(
+            "b:1",
+            "g",
+            &user(&[("enable.auto.offset.store", "true")]),
+            false,
+            |_| None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("remove it"));
+        assert!(
+            consumer_config(
+                "b:1",
+                "g",
+                &user(&[("enable.auto.commit", "true")]),
+                false,
+                |_| None
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            consumer_config(
+                "b:1",
+                "g",
+                &user(&[("enable.auto.commit", "true")]),
+                true,
+                |_| None
+            ),
+            Err(ConfigError::AutoCommitWithBranch)
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! `netstream-processor` binary: wiring, signals, shutdown.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use netstream_processor::api;
+use netstream_processor::branch::Branch;
+use netstream_processor::cli::Args;
+use netstream_processor::collector::ProcessorCollector;
+use netstream_processor::consume::{self, ConsumeContext, LoopOptions};
+use netstream_processor::record::Aggregate;
+use netstream_processor::state::{Clock, Shared};
+use netstream_runtime::http::{self, Health};
+use netstream_runtime::kafka_config;
+
+/// The consume loop must report in at least this often, or /healthz fails.
+const STALL_LIMIT: Duration = Duration::from_secs(60);
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    netstream_runtime::logging::init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netstream-processor: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let config = consume::consumer_config(
+        &args.brokers,
+        &args.group,
+        &args.consumer_config,
+        args.branch_topic_prefix.is_some(),
+        |k| std::env::var(k).ok(),
+    )?;
+    tracing::info!(config = %kafka_config::redacted(&config), "kafka consumer config");
+
+    let shared = Arc::new(Shared::new(Aggregate::new(
+        args.max_flows(),
+        Clock::ticks(args.flow_idle_timeout),
+    )));
+    let registry = prometheus::Registry::new();
+    registry
+        .register(Box::new(ProcessorCollector::new(shared.clone())?))
+        .context("registering the processor's metrics")?;
+    let health = Health::new();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        // /metrics renders on blocking threads: few of them, so few malloc arenas.
+        .max_blocking_threads(2)
+        .enable_all()
+        .thread_name("netstream-http")
+        .build()
+        .context("cannot start the async runtime")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    // /metrics from the collector directly (fast path), /api/v1/*, and the runtime router's
+    // /healthz and /readyz behind them.
+    let app = api::metrics_route(Arc::new(ProcessorCollector::new(shared.clone())?))
+        .merge(api::routes(shared.clone()))
+        .fallback_service(http::router(registry, health.clone()));
+    let mut rx = shutdown_rx.clone();
+    let (bound, server) = runtime.block_on(http::serve(args.metrics_addr, app, async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }))?;
+    tracing::info!(%bound, "serving /metrics, /healthz, /readyz, /api/v1/flows, /api/v1/protocols");
+    {
+        let stop = stop.clone();
+        runtime.spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stopping: committing counted records");
+            stop.store(true, Ordering::Relaxed);
+            wait_for_signal().await;
+            std::process::exit(130);
+        });
+    }
+
+    let branch = match &args.branch_topic_prefix {
+        Some(prefix) => Some(Arc::new(Branch::connect(
+            &args.brokers,
+            prefix,
+            &args.branch_producer_config,
+            shared.clone(),
+            args.connect_timeout,
+        )?)),
+        None => None,
+    };
+    let context = ConsumeContext::new(
+        shared.clone(),
+        health.clone(),
+        branch.clone(),
+        args.connect_timeout,
+    );
+    let consumer = consume::subscribe(
+        &config,
+        context,
+        &args.brokers,
+        &args.topic,
+        args.connect_timeout,
+    )?;
+
+    // Liveness: the consume loop reports after every poll (at least every 100 ms when idle).
+    let started = Instant::now();
+    let heartbeat = Arc::new(AtomicU64::new(0));
+    {
+        let heartbeat = heartbeat.clone();
+        let health = health.clone();
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let last = Duration::from_millis(heartbeat.load(Ordering::Relaxed));
+                let stalled = started.elapsed().saturating_sub(last) > STALL_LIMIT;
+                if stalled {
+                    tracing::error!("the consume loop has not run for over {STALL_LIMIT:?}");
+                }
+                health.set_live(!stalled);
+            }
+        });
+    }
+
+    let opts = LoopOptions {
+        commit_interval: args.commit_interval,
+        ..LoopOptions::default()
+    };
+    consume::run(
+        &consumer,
+        &shared,
+        branch.as_deref(),
+        &opts,
+        &stop,
+        &heartbeat,
+        started,
+    );
+    health.set_ready(false);
+    // Leaving the group revokes our partitions (committing once more) before the process ends.
+    drop(consumer);
+    if let Some(branch) = &branch
+        && let Err(e) = branch.flush(args.connect_timeout)
+    {
+        tracing::warn!(error = %e, "branch producer did not flush before exit");
+    }
+    let _ = shutdown_tx.send(true);
+    let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(5), server).await });
+    let agg = shared.lock();
+    tracing::info!(
+        consumed = agg.consumed,
+        flows_active = agg.flows.len(),
+        "stopped"
+    );
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

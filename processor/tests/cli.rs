@@ -1,0 +1,110 @@
+//! Errors a user can cause at start say what to change, and the process exits non-zero.
+
+mod common;
+
+use netstream_testkit::broker::Broker;
+use std::process::{Command, Stdio};
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(common::PROCESSOR)
+        .args(args)
+        .env("NETSTREAM_LOG_FORMAT", "text")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run processor");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let (code, help) = run(&["--help"]);
+    assert_eq!(code, 0);
+    for flag in [
+        "--brokers",
+        "--topic",
+        "--group",
+        "--metrics-addr",
+        "--max-flows",
+        "--flow-idle-timeout",
+        "--consumer-config",
+        "--branch-topic-prefix",
+        "--branch-producer-config",
+        "--commit-interval",
+        "--connect-timeout",
+        "NETSTREAM_BROKERS",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+    }
+}
+
+#[test]
+fn start_errors_name_the_fix() {
+    let base = ["--group", "g", "--metrics-addr", "127.0.0.1:0"];
+    let (code, out) = run(&[
+        &base[..],
+        &["--brokers", "127.0.0.1:1", "--connect-timeout", "1s"],
+    ]
+    .concat());
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("cannot reach the Kafka brokers at 127.0.0.1:1"),
+        "{out}"
+    );
+
+    let (code, out) = run(&[
+        &base[..],
+        &[
+            "--brokers",
+            "127.0.0.1:1",
+            "--consumer-config",
+            "enable.auto.offset.store=true",
+        ],
+    ]
+    .concat());
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("enable.auto.offset.store") && out.contains("remove it"),
+        "{out}"
+    );
+
+    let (code, out) = run(&[&base[..], &["--brokers", "127.0.0.1:1", "--max-flows", "0"]].concat());
+    assert_ne!(code, 0);
+    assert!(out.contains("--max-flows"), "{out}");
+
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let b = broker.bootstrap();
+    let (code, out) = run(&[&base[..], &["--brokers", &b, "--topic", "no-such-topic"]].concat());
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("topic no-such-topic does not exist") && out.contains("create it"),
+        "{out}"
+    );
+
+    broker.create_topic("exists", 1).expect("topic");
+    let (code, out) = run(&[
+        &base[..],
+        &[
+            "--brokers",
+            &b,
+            "--topic",
+            "exists",
+            "--branch-topic-prefix",
+            "nobranch",
+        ],
+    ]
+    .concat());
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("branch topic nobranch.tcp does not exist"),
+        "{out}"
+    );
+}
