@@ -87,11 +87,11 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     {
         let stop = stop.clone();
         runtime.spawn(async move {
-            wait_for_signal().await;
+            netstream_runtime::signal::shutdown().await;
             tracing::info!("stopping: flushing pending records");
             stop.store(true, Ordering::Relaxed);
             // A second signal exits at once.
-            wait_for_signal().await;
+            netstream_runtime::signal::shutdown().await;
             std::process::exit(130);
         });
     }
@@ -238,23 +238,4 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -75,10 +75,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     {
         let stop = stop.clone();
         runtime.spawn(async move {
-            wait_for_signal().await;
+            netstream_runtime::signal::shutdown().await;
             tracing::info!("stopping: committing counted records");
             stop.store(true, Ordering::Relaxed);
-            wait_for_signal().await;
+            netstream_runtime::signal::shutdown().await;
             std::process::exit(130);
         });
     }
@@ -157,23 +157,4 @@ fn run(args: Args) -> anyhow::Result<()> {
         "stopped"
     );
     Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

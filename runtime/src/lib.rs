@@ -6,3 +6,4 @@ pub mod http;
 pub mod kafka_config;
 pub mod logging;
 pub mod ratelimit;
+pub mod signal;
