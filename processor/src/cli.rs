@@ -60,10 +60,12 @@ pub struct Args {
     pub flow_idle_timeout: Duration,
 
     /// Extra librdkafka consumer property key=value (repeatable); overrides the defaults
-    /// (fetch.wait.max.ms=10, partition.assignment.strategy=cooperative-sticky,
-    /// auto.offset.reset=earliest, session.timeout.ms=10000, heartbeat.interval.ms=1000).
-    /// enable.auto.offset.store cannot be changed.
-    #[arg(long = "consumer-config", env = "NETSTREAM_CONSUMER_CONFIG", value_delimiter = ',',
+    /// (fetch.wait.max.ms=10, fetch.queue.backoff.ms=10,
+    /// partition.assignment.strategy=cooperative-sticky, auto.offset.reset=earliest,
+    /// session.timeout.ms=10000, heartbeat.interval.ms=1000).
+    /// enable.auto.offset.store cannot be changed. In NETSTREAM_CONSUMER_CONFIG, separate
+    /// properties with ';' (values may hold commas).
+    #[arg(long = "consumer-config", env = "NETSTREAM_CONSUMER_CONFIG", value_delimiter = ';',
           value_parser = parse_property, value_name = "K=V")]
     pub consumer_config: Vec<(String, String)>,
 
@@ -74,7 +76,7 @@ pub struct Args {
 
     /// Extra librdkafka producer property for the branch topics key=value (repeatable).
     #[arg(long = "branch-producer-config", env = "NETSTREAM_BRANCH_PRODUCER_CONFIG",
-          value_delimiter = ',', value_parser = parse_property, value_name = "K=V")]
+          value_delimiter = ';', value_parser = parse_property, value_name = "K=V")]
     pub branch_producer_config: Vec<(String, String)>,
 
     /// How often offsets of counted records are committed.
