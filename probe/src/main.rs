@@ -51,6 +51,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         snaplen: args.snaplen,
         promiscuous: args.promiscuous,
         buffer_bytes: args.buffer_mb.saturating_mul(1024 * 1024),
+        immediate: args.immediate_mode,
         filter: args.filter.clone(),
     };
     let mut lives = Vec::new();

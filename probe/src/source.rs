@@ -31,6 +31,7 @@ pub struct LiveOptions {
     pub snaplen: i32,
     pub promiscuous: bool,
     pub buffer_bytes: i32,
+    pub immediate: bool,
     pub filter: Option<String>,
 }
 
@@ -104,8 +105,8 @@ pub fn open_file(path: &Path, filter: Option<&str>) -> Result<Opened<pcap::Offli
     })
 }
 
-/// Opens a live interface in immediate mode with a read timeout, so the loop can notice
-/// shutdown and poll stats on a quiet link.
+/// Opens a live interface, non-blocking with a 100 ms buffer timeout (or in immediate mode), so
+/// the loop can notice shutdown and poll stats on a quiet link.
 pub fn open_live(iface: &str, opts: &LiveOptions) -> Result<Opened<pcap::Active>, SourceError> {
     let err = |e: pcap::Error| SourceError::Live {
         iface: iface.to_string(),
@@ -120,7 +121,7 @@ pub fn open_live(iface: &str, opts: &LiveOptions) -> Result<Opened<pcap::Active>
         .map_err(err)?
         .snaplen(opts.snaplen)
         .promisc(opts.promiscuous)
-        .immediate_mode(true)
+        .immediate_mode(opts.immediate)
         .buffer_size(opts.buffer_bytes)
         .timeout(100);
     // Linux's packet socket supports nanosecond timestamps (libpcap >= 1.5).
