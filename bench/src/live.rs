@@ -12,77 +12,11 @@ use anyhow::{Context, bail};
 use netstream_testkit::broker::Broker;
 use netstream_testkit::frames;
 use netstream_testkit::http;
+use netstream_testkit::netns::Netns;
 use netstream_testkit::pcap::PcapWriter;
 use serde_json::{Value, json};
 
 use crate::args::{Opts, cpu_secs};
-
-fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .context("running ip")?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-struct Netns {
-    ns: String,
-    host_if: String,
-    peer: String,
-}
-
-impl Netns {
-    fn create() -> anyhow::Result<Netns> {
-        let id = std::process::id() % 100_000;
-        let n = Netns {
-            ns: format!("nsbench{id}"),
-            host_if: format!("nbh{id}"),
-            peer: format!("nbp{id}"),
-        };
-        ip(&["netns", "add", &n.ns])?;
-        let r = (|| {
-            ip(&[
-                "link", "add", &n.host_if, "type", "veth", "peer", "name", &n.peer,
-            ])?;
-            ip(&["link", "set", &n.peer, "netns", &n.ns])?;
-            ip(&["addr", "add", "198.18.0.1/30", "dev", &n.host_if])?;
-            ip(&["link", "set", &n.host_if, "up"])?;
-            ip(&[
-                "netns",
-                "exec",
-                &n.ns,
-                "ip",
-                "addr",
-                "add",
-                "198.18.0.2/30",
-                "dev",
-                &n.peer,
-            ])?;
-            ip(&["netns", "exec", &n.ns, "ip", "link", "set", &n.peer, "up"])
-        })();
-        match r {
-            Ok(()) => Ok(n),
-            Err(e) => {
-                drop(n);
-                Err(e)
-            }
-        }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = ip(&["link", "del", &self.host_if]);
-        let _ = ip(&["netns", "del", &self.ns]);
-    }
-}
 
 struct Killed(Child);
 impl Drop for Killed {
@@ -154,8 +88,9 @@ pub fn main(o: &Opts) -> anyhow::Result<Value> {
         .map(|r| r.trim().parse().context("--rates: numbers, 0 = topspeed"))
         .collect::<anyhow::Result<_>>()?;
     let limit = Duration::from_secs(o.get("limit-secs", 120)?);
-    let net = Netns::create()
-        .context("cannot create a network namespace (needs root / CAP_NET_ADMIN)")?;
+    let net = Netns::create("bn").map_err(|e| {
+        anyhow::anyhow!("cannot create a network namespace (needs root / CAP_NET_ADMIN): {e}")
+    })?;
     let broker = Broker::start().context("tansu not found")?;
     broker.create_topic("live", 6)?;
     let dir = tempfile::tempdir()?;

@@ -108,7 +108,7 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Resu
         .set("retention.ms", "604800000")
         .set("retention.bytes", "-1")
         .set("max.message.bytes", "1048588");
-    let results = block_on(admin.create_topics(
+    let results = netstream_testkit::broker::block_on(admin.create_topics(
         &[t],
         &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
     ))?;
@@ -118,27 +118,6 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Resu
         }
     }
     Ok(())
-}
-
-/// A minimal executor for the admin client's futures (they complete on librdkafka's thread).
-fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
-    struct ThreadWaker(std::thread::Thread);
-    impl Wake for ThreadWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
 }
 
 /// `pcap --out FILE --packets N --flows F`: the frames of [`frame`] as a classic pcap.

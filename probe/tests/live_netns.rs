@@ -7,70 +7,10 @@ use std::time::{Duration, Instant};
 
 use netstream_testkit::broker::Broker;
 use netstream_testkit::http;
+use netstream_testkit::netns::Netns;
 use netstream_wire::{Direction, Endpoint, FlowKey, KeyKind, RecordValue};
 
 const SENT: usize = 200;
-
-struct Netns {
-    ns: String,
-    host_if: String,
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-impl Netns {
-    /// `host_if` (198.18.0.1/30, this namespace) <-> peer (198.18.0.2/30, inside `ns`).
-    /// 198.18.0.0/15 is the benchmarking range (RFC 2544): it routes nowhere else.
-    fn create() -> Result<Netns, String> {
-        let id = std::process::id() % 100_000;
-        let n = Netns {
-            ns: format!("nstest{id}"),
-            host_if: format!("nsh{id}"),
-        };
-        let peer = format!("nsp{id}");
-        ip(&["netns", "add", &n.ns])?;
-        ip(&[
-            "link", "add", &n.host_if, "type", "veth", "peer", "name", &peer,
-        ])?;
-        ip(&["link", "set", &peer, "netns", &n.ns])?;
-        ip(&["addr", "add", "198.18.0.1/30", "dev", &n.host_if])?;
-        ip(&["link", "set", &n.host_if, "up"])?;
-        ip(&[
-            "netns",
-            "exec",
-            &n.ns,
-            "ip",
-            "addr",
-            "add",
-            "198.18.0.2/30",
-            "dev",
-            &peer,
-        ])?;
-        ip(&["netns", "exec", &n.ns, "ip", "link", "set", &peer, "up"])?;
-        Ok(n)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = ip(&["link", "del", &self.host_if]);
-        let _ = ip(&["netns", "del", &self.ns]);
-    }
-}
 
 struct Killed(Child);
 impl Drop for Killed {
@@ -82,7 +22,7 @@ impl Drop for Killed {
 
 #[test]
 fn live_capture_on_a_veth_produces_exactly_the_traffic_sent() {
-    let net = match Netns::create() {
+    let net = match Netns::create("pt") {
         Ok(n) => n,
         Err(e) => {
             eprintln!("SKIPPED: cannot create a network namespace here ({e})");

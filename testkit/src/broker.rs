@@ -172,7 +172,7 @@ impl Drop for Broker {
 }
 
 /// A minimal executor for the admin client's futures (they complete on librdkafka's thread).
-fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     use std::sync::Arc;
     use std::task::{Context as TaskContext, Poll, Wake, Waker};
     struct ThreadWaker(std::thread::Thread);

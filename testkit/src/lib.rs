@@ -4,12 +4,14 @@
 //! - [`pcap`]: writes classic pcap files with exactly known content.
 //! - [`frames`]: builds frames with etherparse.
 //! - [`prometheus`]: a real Prometheus server scraping given targets, and its query API.
+//! - [`netns`]: a veth pair into a network namespace, for live capture.
 //! - [`tools`]: finds the external tools tests need, skipping (or failing under
 //!   `NETSTREAM_REQUIRE_TOOLS=1`, as CI sets) when they are missing.
 
 pub mod broker;
 pub mod frames;
 pub mod http;
+pub mod netns;
 pub mod pcap;
 pub mod prometheus;
 pub mod tools;
