@@ -3,23 +3,16 @@
 //! properties (librdkafka's prefetch buffers included, as a user would run it).
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use netstream_testkit::broker::Broker;
 use netstream_testkit::http;
+use netstream_testkit::process::KillOnDrop;
 use serde_json::{Value, json};
 
 use crate::args::{Opts, rss};
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn consumed(addr: SocketAddr) -> Option<f64> {
     let (status, body) = http::get(addr, "/api/v1/protocols")?;
@@ -67,8 +60,8 @@ pub fn main(o: &Opts) -> anyhow::Result<Value> {
         .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("starting {bin}"))?;
-    let proc_ = Killed(child);
-    let pid = proc_.0.id();
+    let proc_ = KillOnDrop::new(child);
+    let pid = proc_.id();
     anyhow::ensure!(
         http::wait_ok(addr, "/readyz", Duration::from_secs(30)),
         "processor not ready"

@@ -5,7 +5,7 @@
 //! /proc) per million packets. A step with drops is tried once more; stops at the second.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -14,17 +14,10 @@ use netstream_testkit::frames;
 use netstream_testkit::http;
 use netstream_testkit::netns::Netns;
 use netstream_testkit::pcap::PcapWriter;
+use netstream_testkit::process::KillOnDrop;
 use serde_json::{Value, json};
 
 use crate::args::{Opts, cpu_secs};
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[derive(Clone, Copy, Default)]
 struct Counters {
@@ -129,8 +122,8 @@ pub fn main(o: &Opts) -> anyhow::Result<Value> {
         .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("starting {bin}"))?;
-    let probe = Killed(child);
-    let pid = probe.0.id();
+    let probe = KillOnDrop::new(child);
+    let pid = probe.id();
     anyhow::ensure!(
         http::wait_ok(metrics, "/readyz", Duration::from_secs(20)),
         "probe not ready"

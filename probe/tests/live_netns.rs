@@ -2,23 +2,16 @@
 //! sent across it, and the probe must produce exactly that traffic. Needs root (or
 //! CAP_NET_ADMIN) and `ip`; skipped with a message where namespaces are not permitted.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netstream_testkit::broker::Broker;
 use netstream_testkit::http;
 use netstream_testkit::netns::Netns;
+use netstream_testkit::process::KillOnDrop;
 use netstream_wire::{Direction, Endpoint, FlowKey, KeyKind, RecordValue};
 
 const SENT: usize = 200;
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn live_capture_on_a_veth_produces_exactly_the_traffic_sent() {
@@ -52,7 +45,7 @@ fn live_capture_on_a_veth_produces_exactly_the_traffic_sent() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start probe");
-    let mut probe = Killed(child);
+    let probe = KillOnDrop::new(child);
     assert!(
         http::wait_ok(metrics, "/readyz", Duration::from_secs(20)),
         "probe never became ready"
@@ -90,14 +83,9 @@ fn live_capture_on_a_veth_produces_exactly_the_traffic_sent() {
     // SIGTERM: flush and exit 0 with the summary.
     // SAFETY: sending a signal to our own child process.
     unsafe {
-        libc::kill(probe.0.id() as i32, libc::SIGTERM);
+        libc::kill(probe.id() as i32, libc::SIGTERM);
     }
-    let out = std::mem::replace(
-        &mut probe.0,
-        Command::new("true").spawn().expect("spawn true"),
-    )
-    .wait_with_output()
-    .expect("probe exit");
+    let out = probe.into_inner().wait_with_output().expect("probe exit");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

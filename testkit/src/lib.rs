@@ -13,5 +13,6 @@ pub mod frames;
 pub mod http;
 pub mod netns;
 pub mod pcap;
+pub mod process;
 pub mod prometheus;
 pub mod tools;
