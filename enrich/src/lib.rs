@@ -12,9 +12,11 @@ pub mod file;
 pub mod identity;
 pub mod index;
 pub mod member;
+pub mod source;
 pub mod subnet;
 
 pub use identity::{MemberId, Resolved, Workload, WorkloadId, WorkloadKind};
 pub use index::{IdentityIndex, IndexConfig, IndexStats, MemberInfo};
 pub use member::{Member, MemberKind, Update};
+pub use source::{Resource, Sink, SourceStats};
 pub use subnet::{SubnetError, SubnetLabel, Subnets};
