@@ -6,8 +6,6 @@
 //! lost in a gap) gets `410 Gone`, and the watcher re-lists. Faults (e.g. 500) can be injected
 //! on the next list of a resource.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -23,40 +21,8 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use kube::client::Body;
 use netstream_enrich::kube::{KubeSourceConfig, spawn};
-use netstream_enrich::{
-    IdentityIndex, Member, MemberKind, Resource, SourceStats, Update, Workload, WorkloadKind,
-};
+use netstream_enrich::{IdentityIndex, MemberKind, Resource, SourceStats, Update};
 use serde_json::{Value, json};
-
-// ---- a counting allocator, for the memory figures (per thread: tests run in parallel) ---------
-
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<i64> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let _ = LIVE.try_with(|c| c.set(c.get() + l.size() as i64));
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        let _ = LIVE.try_with(|c| c.set(c.get() - l.size() as i64));
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        let _ = LIVE.try_with(|c| c.set(c.get() + new as i64 - l.size() as i64));
-        unsafe { System.realloc(p, l, new) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
-
-fn live_bytes() -> i64 {
-    LIVE.with(Cell::get)
-}
 
 // ---- the fake API server ----------------------------------------------------------------------
 
@@ -129,8 +95,8 @@ struct State {
     subs: Vec<Sub>,
     /// (resource, status code) for the next list of that resource.
     faults: VecDeque<(String, u16)>,
-    /// Every request: path and query.
-    log: Vec<(String, String)>,
+    /// Every request: path, query and Accept header.
+    log: Vec<(String, String, String)>,
 }
 
 fn line(type_: &str, obj: &Value) -> Bytes {
@@ -216,8 +182,14 @@ impl Fake {
             while let Some((req, send)) = handle.next_request().await {
                 let path = req.uri().path().to_string();
                 let query = req.uri().query().unwrap_or("").to_string();
+                let accept = req
+                    .headers()
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
                 let mut st = state.lock().unwrap();
-                st.log.push((path.clone(), query.clone()));
+                st.log.push((path.clone(), query.clone(), accept));
                 let Some((kind, None)) = parse(&path) else {
                     send.send_response(json_response(404, &status(404, "NotFound")));
                     continue;
@@ -286,7 +258,7 @@ impl Fake {
             .push_back((resource.to_string(), code));
     }
 
-    fn requests(&self) -> Vec<(String, String)> {
+    fn requests(&self) -> Vec<(String, String, String)> {
         self.state.lock().unwrap().log.clone()
     }
 }
@@ -715,7 +687,7 @@ async fn api_errors_are_retried_with_backoff_and_counted() {
         h.fake
             .requests()
             .iter()
-            .filter(|(p, q)| p == path && !q.contains("watch=true"))
+            .filter(|(p, q, _)| p == path && !q.contains("watch=true"))
             .count()
     };
     assert_eq!(lists(&h, "/api/v1/pods"), 2, "listed again after the 500");
@@ -753,8 +725,15 @@ async fn namespaced_watches_read_only_their_namespaces_and_relist_one_at_a_time(
 
     // Every request is in namespace a or b, but for nodes (cluster-wide).
     let mut seen = std::collections::BTreeSet::new();
-    for (path, _) in h.fake.requests() {
+    for (path, _, accept) in h.fake.requests() {
         let (kind, _) = parse(&path).unwrap();
+        // ReplicaSets and Jobs are read as metadata only: their owners are all we need.
+        let metadata_only = accept.contains("as=PartialObjectMetadata");
+        assert_eq!(
+            metadata_only,
+            kind.resource == "replicasets" || kind.resource == "jobs",
+            "{path}: {accept}"
+        );
         if kind.resource == "nodes" {
             assert_eq!(kind.namespace, None);
         } else {
@@ -788,45 +767,4 @@ async fn namespaced_watches_read_only_their_namespaces_and_relist_one_at_a_time(
     assert_eq!(h.who("10.2.0.1", T0 + 600), "b/deployment/web (b1)");
     assert_eq!(h.resyncs(MemberKind::Pod), 0);
     assert_eq!(h.resyncs(MemberKind::Node), 1);
-}
-
-/// Bytes the index holds per pod (run with `--nocapture` to see the figures).
-#[test]
-fn memory_per_pod() {
-    const PODS: usize = 10_000;
-    const PER_DEPLOYMENT: usize = 20;
-    let member = |i: usize| {
-        let d = i / PER_DEPLOYMENT;
-        Member {
-            uid: format!("6f1c2d3e-4b5a-4978-8a9b-{i:012}"),
-            kind: MemberKind::Pod,
-            namespace: "production".into(),
-            name: format!("checkout-service-{d}-7d9f8b6c5d-{i:05}"),
-            workload: Workload::new(
-                "production",
-                &format!("checkout-service-{d}"),
-                WorkloadKind::Deployment,
-            ),
-            node: format!("ip-10-0-{}-{}.ec2.internal", d % 256, d / 256),
-            ips: vec![IpAddr::from([10, 1, (i / 256) as u8, (i % 256) as u8])],
-            from_ns: T0 * NS,
-            until_ns: None,
-            seen_ns: T0 * NS,
-        }
-    };
-    // Counted from before the updates exist: what the index keeps of them is what remains.
-    let before = live_bytes();
-    let updates: Vec<Update> = (0..PODS).map(|i| Update::Upsert(member(i))).collect();
-    let mut index = IdentityIndex::default();
-    for u in updates {
-        index.apply(u);
-    }
-    let live = live_bytes() - before;
-    let per_pod = live as f64 / PODS as f64;
-    println!(
-        "index: {live} bytes for {PODS} pods ({} deployments): {per_pod:.0} bytes/pod",
-        PODS / PER_DEPLOYMENT
-    );
-    assert!(per_pod > 0.0 && per_pod < 2048.0, "{per_pod} bytes/pod");
-    assert_eq!(index.stats().members_live, PODS);
 }

@@ -169,6 +169,19 @@ impl Owners {
     pub(crate) fn len(&self) -> usize {
         self.by_uid.len()
     }
+
+    /// Heap bytes held (the table, the uid and name strings, the tombstone queue).
+    #[cfg(test)]
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.by_uid.allocation_size()
+            + self
+                .by_uid
+                .iter()
+                .map(|(uid, e)| uid.len() + e.top.as_deref().map_or(0, str::len))
+                .sum::<usize>()
+            + self.tombstones.capacity() * std::mem::size_of::<(u64, Box<str>)>()
+            + self.tombstones.iter().map(|(_, u)| u.len()).sum::<usize>()
+    }
 }
 
 #[cfg(test)]
@@ -206,6 +219,25 @@ mod tests {
         o.expire(1_000 + GRACE.as_nanos() as u64);
         assert_eq!(o.lookup("a"), Lookup::Unknown);
         assert_eq!(o.len(), 0);
+    }
+
+    /// The memory figure of the README: bytes per ReplicaSet (or Job) remembered.
+    #[test]
+    fn bytes_per_owner() {
+        const N: usize = 5_000;
+        let mut o = Owners::new(OwnerKind::ReplicaSet);
+        for i in 0..N {
+            o.apply(&rs(
+                &format!("6f1c2d3e-4b5a-4978-8a9b-{i:012}"),
+                Some(&format!("checkout-service-{}", i / 10)),
+            ));
+        }
+        let per = o.heap_bytes() as f64 / N as f64;
+        println!(
+            "owners: {} bytes for {N} ReplicaSets: {per:.0} bytes each",
+            o.heap_bytes()
+        );
+        assert!(per < 200.0, "{per}");
     }
 
     #[test]
