@@ -617,10 +617,12 @@ async fn a_watch_restart_relists_and_closes_only_what_vanished_in_the_gap() {
     h.until("synced", synced).await;
     assert_eq!(h.resyncs(MemberKind::Pod), 1);
 
-    // A disconnect: p2 is deleted and p3 created while nobody watches, and the API server
-    // has compacted those events away, so resuming the watch gets 410 Gone.
+    // A disconnect: p2 is deleted, p5 takes its address and p3 is created while nobody
+    // watches, and the API server has compacted those events away, so resuming the watch gets
+    // 410 Gone.
     h.set_now(T0 + 500);
     h.fake.delete_unseen(&p2);
+    h.fake.put_unseen(pod("shop", "p5", "10.0.1.2", T0 + 450));
     h.fake.put_unseen(pod("shop", "p3", "10.0.1.3", T0 + 450));
     h.fake.end_watches("pods", None);
     h.until("re-listed", |h| h.resyncs(MemberKind::Pod) == 2)
@@ -629,8 +631,18 @@ async fn a_watch_restart_relists_and_closes_only_what_vanished_in_the_gap() {
     // The 410 is the protocol's way to ask for a re-list, not an error.
     assert_eq!(h.stats.errors(Resource::Pod), 0);
     assert_eq!(h.who("10.0.1.1", T0 + 600), "shop/pod/p1 (p1)");
+    // The reused address: p2's before p5 got it, p5's after.
     assert_eq!(h.who("10.0.1.2", T0 + 400), "shop/pod/p2 (p2)");
-    assert_eq!(h.who("10.0.1.2", T0 + 600), "external/external");
+    assert_eq!(h.who("10.0.1.2", T0 + 460), "shop/pod/p5 (p5)");
+    assert_eq!(h.who("10.0.1.2", T0 + 600), "shop/pod/p5 (p5)");
+    assert!(
+        !h.index
+            .lock()
+            .unwrap()
+            .member_by_uid("uid-shop-p2")
+            .unwrap()
+            .live
+    );
     assert_eq!(h.who("10.0.1.3", T0 + 600), "shop/pod/p3 (p3)");
     // Other resources were not restarted.
     assert_eq!(h.stats.restarts(Resource::Service), 1);
