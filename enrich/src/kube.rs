@@ -1,7 +1,7 @@
 //! The Kubernetes identity source: watches of Pods, Services and Nodes (and, metadata only, of
 //! ReplicaSets and Jobs, to follow a pod's owners up to its Deployment or CronJob) turned into
 //! index [`Update`](crate::Update)s as they arrive. No object is stored: each is converted to
-//! the few fields the index needs ([`convert`]) and dropped.
+//! the few fields the index needs and dropped.
 //!
 //! - Each resource has one watch cluster-wide, or one per namespace listed in
 //!   [`KubeSourceConfig::namespaces`] (Nodes are always watched cluster-wide).
@@ -14,10 +14,12 @@
 //!   [`KubeSourceConfig::owner_wait`]), so that they are labelled by their Deployment or
 //!   CronJob from the start; a pod whose owner arrives later is re-labelled then.
 //!
-//! Memory: the index holds the members; this source keeps per ReplicaSet and Job its uid and
-//! its owner's name (plus those deleted in the last ten minutes), per pod only while its owner
-//! is unknown, and, when several namespaces are watched, the uid of each pod and Service (to
-//! close the right ones after a re-list of one namespace).
+//! Memory: the index holds the members (about 460 B per single-stack pod, see
+//! `tests/memory.rs`); this source adds 123 B per ReplicaSet and Job (its uid and its owner's
+//! name; those deleted in the last ten minutes included), a converted pod only while its owner
+//! is unknown (at most 10 000), and, only when several namespaces are listed, 64 B per pod and
+//! Service (its uid, to close the right members after a re-list of one namespace). Figures:
+//! the `bytes_per_*` unit tests (hash table allocation plus string bytes).
 
 mod convert;
 mod owners;
