@@ -370,9 +370,22 @@ struct Harness {
 
 impl Harness {
     fn start(namespaces: &[&str], objects: Vec<Value>) -> Harness {
+        Harness::start_with(namespaces, objects, &[], Duration::from_secs(10))
+    }
+
+    /// With `faults` (resource, status code) answering the first lists, in order.
+    fn start_with(
+        namespaces: &[&str],
+        objects: Vec<Value>,
+        faults: &[(&str, u16)],
+        owner_wait: Duration,
+    ) -> Harness {
         let (client, fake) = Fake::start();
         for o in objects {
             fake.put(o);
+        }
+        for (resource, code) in faults {
+            fake.fail_next_list(resource, *code);
         }
         let index = Arc::new(Mutex::new(IdentityIndex::default()));
         let updates = Arc::new(Mutex::new(Vec::new()));
@@ -389,7 +402,7 @@ impl Harness {
         let cfg = KubeSourceConfig {
             namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
             clock: Arc::new(move || c.load(Ordering::SeqCst)),
-            owner_wait: Duration::from_secs(10),
+            owner_wait,
         };
         let task = spawn(client, cfg, sink, stats.clone());
         Harness {
@@ -657,39 +670,13 @@ async fn a_watch_restart_relists_and_closes_only_what_vanished_in_the_gap() {
 
 #[tokio::test]
 async fn api_errors_are_retried_with_backoff_and_counted() {
-    let (client_objects, ip) = (vec![pod("shop", "p1", "10.0.2.1", T0)], "10.0.2.1");
-    let h = {
-        let (client, fake) = Fake::start();
-        fake.fail_next_list("pods", 500);
-        fake.fail_next_list("nodes", 503);
-        for o in client_objects {
-            fake.put(o);
-        }
-        // Same as Harness::start, with the faults in place before the first request.
-        let index = Arc::new(Mutex::new(IdentityIndex::default()));
-        let updates = Arc::new(Mutex::new(Vec::new()));
-        let stats = Arc::new(SourceStats::default());
-        let clock = Arc::new(AtomicU64::new((T0 + 100) * NS));
-        let (i, u) = (index.clone(), updates.clone());
-        let sink = Arc::new(move |up: Update| {
-            u.lock().unwrap().push(up.clone());
-            i.lock().unwrap().apply(up);
-        });
-        let c = clock.clone();
-        let cfg = KubeSourceConfig {
-            clock: Arc::new(move || c.load(Ordering::SeqCst)),
-            ..KubeSourceConfig::default()
-        };
-        let task = spawn(client, cfg, sink, stats.clone());
-        Harness {
-            fake,
-            index,
-            updates,
-            stats,
-            clock,
-            task,
-        }
-    };
+    let ip = "10.0.2.1";
+    let h = Harness::start_with(
+        &[],
+        vec![pod("shop", "p1", ip, T0)],
+        &[("pods", 500), ("nodes", 503)],
+        Duration::from_secs(10),
+    );
     h.until("synced after the retries", synced).await;
     assert_eq!(h.stats.errors(Resource::Pod), 1);
     assert_eq!(h.stats.errors(Resource::Node), 1);
@@ -712,12 +699,18 @@ async fn namespaced_watches_read_only_their_namespaces_and_relist_one_at_a_time(
     let a1 = pod("a", "a1", "10.1.0.1", T0);
     let a2 = pod("a", "a2", "10.1.0.2", T0);
     let b1 = owned(pod("b", "b1", "10.2.0.1", T0), "ReplicaSet", "web-1");
+    let mut dual = pod("b", "dual", "10.2.0.2", T0);
+    dual["status"]["podIPs"] = json!([{"ip": "10.2.0.2"}, {"ip": "fd00::2:2"}]);
+    let mut dual_svc = service("b", "dual", "10.96.1.2");
+    dual_svc["spec"]["clusterIPs"] = json!(["10.96.1.2", "fd00:96::1:2"]);
     let h = Harness::start(
         &["a", "b"],
         vec![
             a1.clone(),
             a2.clone(),
             b1.clone(),
+            dual,
+            dual_svc,
             replicaset("b", "web-1", Some("web")),
             pod("c", "c1", "10.3.0.1", T0),
             replicaset("c", "other", Some("other")),
@@ -731,6 +724,10 @@ async fn namespaced_watches_read_only_their_namespaces_and_relist_one_at_a_time(
     assert_eq!(h.who("10.1.0.1", at), "a/pod/a1 (a1)");
     assert_eq!(h.who("10.2.0.1", at), "b/deployment/web (b1)");
     assert_eq!(h.who("10.96.1.1", at), "b/service/api (api)");
+    // Dual stack: both families of a pod and of a Service.
+    assert_eq!(h.who("10.2.0.2", at), "b/pod/dual (dual)");
+    assert_eq!(h.who("fd00::2:2", at), "b/pod/dual (dual)");
+    assert_eq!(h.who("fd00:96::1:2", at), "b/service/dual (dual)");
     assert_eq!(h.who("10.3.0.1", at), "external/external");
     assert_eq!(h.who("10.96.2.1", at), "external/external");
     assert_eq!(h.who("192.168.1.10", at), "node/node-1 (node-1)");
@@ -779,4 +776,48 @@ async fn namespaced_watches_read_only_their_namespaces_and_relist_one_at_a_time(
     assert_eq!(h.who("10.2.0.1", T0 + 600), "b/deployment/web (b1)");
     assert_eq!(h.resyncs(MemberKind::Pod), 0);
     assert_eq!(h.resyncs(MemberKind::Node), 1);
+}
+
+#[tokio::test]
+async fn pods_are_read_even_when_their_owners_cannot_be_listed() {
+    // No permission on ReplicaSets (the first lists are refused; the test ends before the
+    // backoff has retried them all).
+    let forbidden = [("replicasets", 403); 20];
+    let mut hashed = owned(
+        pod("shop", "web-5d8f-a", "10.0.3.1", T0),
+        "ReplicaSet",
+        "web-5d8f",
+    );
+    hashed["metadata"]["labels"] = json!({"pod-template-hash": "5d8f"});
+    let h = Harness::start_with(
+        &[],
+        vec![
+            replicaset("shop", "web-5d8f", Some("web")),
+            replicaset("shop", "api-6c7b", Some("api")),
+            hashed,
+            owned(
+                pod("shop", "api-6c7b-b", "10.0.3.2", T0),
+                "ReplicaSet",
+                "api-6c7b",
+            ),
+        ],
+        &forbidden,
+        Duration::from_millis(100),
+    );
+    h.until("pods read after the owner wait", |h| {
+        h.stats.restarts(Resource::Pod) == 1 && h.resyncs(MemberKind::Pod) == 1
+    })
+    .await;
+    // The pod-template-hash names the Deployment; without it, the ReplicaSet is the name.
+    assert_eq!(
+        h.who("10.0.3.1", T0 + 100),
+        "shop/deployment/web (web-5d8f-a)"
+    );
+    assert_eq!(
+        h.who("10.0.3.2", T0 + 100),
+        "shop/replicaset/api-6c7b (api-6c7b-b)"
+    );
+    assert!(h.stats.errors(Resource::ReplicaSet) >= 1);
+    // Not everything could be listed: the processor is not told the index is complete.
+    assert!(!h.stats.synced());
 }
