@@ -260,7 +260,7 @@ pub struct EnrichmentSpec {
     pub namespaces: Vec<String>,
 
     /// Names for address ranges outside the cluster (`--subnet-label CIDR=NAME`), e.g.
-    /// `{cidr: 10.20.0.0/16, name: office}`. The most specific matching range wins.
+    /// `{cidr: 10.20.0.0/16, name: office}`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = 256),
