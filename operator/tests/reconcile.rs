@@ -1158,6 +1158,44 @@ async fn sa_invalid_subnet_blocked() -> Vec<Call> {
     calls
 }
 
+/// A listed namespace that does not exist (the API server 404s the RoleBinding) degrades the
+/// StreamAnalysis with a condition; the rest still rolls out and the check repeats.
+async fn sa_enrichment_namespace_missing() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    fake.missing_group("keda.sh");
+    fake.missing_group("monitoring.coreos.com");
+    let mut spec = minimal_analysis_spec();
+    spec.enrichment.namespaces = vec!["ghost".into(), "team-a".into()];
+    let sa = analysis("flows", spec);
+    store_sa(&fake, &sa);
+    fake.fault("PATCH", "/namespaces/ghost/rolebindings/", 404);
+    let action = sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    let calls = fake.take_log();
+    assert!(fake.get(&format!("{DEP_BASE}/flows-processor")).is_some());
+    assert_eq!(
+        stored_bindings(&fake),
+        set(&[
+            "netstream-processor-nodes:netstream:flows",
+            "team-a/netstream-processor-reader:netstream:flows"
+        ])
+    );
+    let st = status_body(&calls);
+    assert_eq!(cond(&st, "Degraded")["status"], "True");
+    assert_eq!(
+        cond(&st, "Degraded")["reason"],
+        "EnrichmentNamespaceNotFound"
+    );
+    assert!(
+        cond(&st, "Degraded")["message"]
+            .as_str()
+            .unwrap()
+            .contains("do not exist: ghost;"),
+        "{st}"
+    );
+    calls
+}
+
 // ------------------------------------------------------------ leader election
 
 fn elector(client: kube::Client, id: &str) -> LeaderElector {
@@ -1511,6 +1549,10 @@ async fn streamanalysis_finalizer_lifecycle() {
     sa_finalizer_lifecycle().await;
 }
 #[tokio::test]
+async fn streamanalysis_enrichment_namespace_missing() {
+    sa_enrichment_namespace_missing().await;
+}
+#[tokio::test]
 async fn streamanalysis_invalid_subnet_blocked() {
     sa_invalid_subnet_blocked().await;
 }
@@ -1672,6 +1714,7 @@ async fn rbac_grants_exactly_what_is_used() {
     calls.extend(sa_enrichment_bindings().await);
     calls.extend(sa_finalizer_lifecycle().await);
     calls.extend(sa_invalid_subnet_blocked().await);
+    calls.extend(sa_enrichment_namespace_missing().await);
     calls.extend(leader_election().await);
     // list/watch come from running the real controllers.
     calls.extend(controllers_end_to_end().await);

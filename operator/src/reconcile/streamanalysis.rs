@@ -31,6 +31,8 @@ pub const CONTROLLER: &str = "streamanalysis";
 pub const KEDA_MISSING: &str = "KedaNotInstalled";
 /// Reason when a ServiceMonitor is requested but prometheus-operator is not installed.
 pub const SERVICE_MONITOR_MISSING: &str = "ServiceMonitorCrdMissing";
+/// Reason when `spec.enrichment.namespaces` names a namespace that does not exist.
+pub const NAMESPACE_MISSING: &str = "EnrichmentNamespaceNotFound";
 /// Reason when `spec.enrichment.subnetLabels` holds a range that does not parse.
 pub const INVALID_SUBNET: &str = "InvalidSubnetLabel";
 
@@ -143,7 +145,7 @@ async fn reconcile_inner(sa: &StreamAnalysis, ctx: &Context) -> Result<Action> {
             processor::service_name(sa)
         )))?;
     // Before the Deployment, so new pods start with the permissions their watches need.
-    apply_bindings(sa, client).await?;
+    problems.extend(apply_bindings(sa, client).await?);
     let dep_api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let dep = apply(&dep_api, &processor::deployment(sa, &source, &ctx.defaults))
         .await
@@ -283,7 +285,9 @@ fn invalid_subnet(sa: &StreamAnalysis) -> Option<Problem> {
 
 /// Applies the enrichment bindings of `sa` and deletes its bindings that are no longer wanted
 /// (namespaces removed from the list, enrichment switched off, cluster-wide <-> namespaced).
-async fn apply_bindings(sa: &StreamAnalysis, client: &kube::Client) -> Result<()> {
+/// A listed namespace that does not exist is a problem to report, not an error to retry: the
+/// processors still roll out and watch the namespaces that do exist.
+async fn apply_bindings(sa: &StreamAnalysis, client: &kube::Client) -> Result<Vec<Problem>> {
     let want = rbac::bindings(sa);
     let crb_api: Api<ClusterRoleBinding> = Api::all(client.clone());
     for b in &want.cluster {
@@ -292,13 +296,20 @@ async fn apply_bindings(sa: &StreamAnalysis, client: &kube::Client) -> Result<()
             b.name_any()
         )))?;
     }
+    let mut missing = Vec::new();
     for b in &want.namespaced {
         let ns = b.namespace().unwrap_or_default();
         let rb_api: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
-        apply(&rb_api, b).await.map_err(Error::kube(format!(
-            "applying RoleBinding {ns}/{}",
-            b.name_any()
-        )))?;
+        match apply(&rb_api, b).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => missing.push(ns),
+            Err(e) => {
+                return Err(Error::kube(format!(
+                    "applying RoleBinding {ns}/{}",
+                    b.name_any()
+                ))(e));
+            }
+        }
     }
     let keep_cluster: BTreeSet<String> = want.cluster.iter().map(|b| b.name_any()).collect();
     let keep_ns: BTreeSet<(String, String)> = want
@@ -306,7 +317,18 @@ async fn apply_bindings(sa: &StreamAnalysis, client: &kube::Client) -> Result<()
         .iter()
         .map(|b| (b.namespace().unwrap_or_default(), b.name_any()))
         .collect();
-    prune_bindings(sa, client, &keep_cluster, &keep_ns).await
+    prune_bindings(sa, client, &keep_cluster, &keep_ns).await?;
+    Ok(if missing.is_empty() {
+        Vec::new()
+    } else {
+        vec![Problem::new(
+            NAMESPACE_MISSING,
+            format!(
+                "spec.enrichment.namespaces lists namespace(s) that do not exist: {}; their workloads are not labelled until they are created (checked again every minute)",
+                missing.join(", ")
+            ),
+        )]
+    })
 }
 
 /// Deletes the bindings labelled as belonging to `sa` except those to keep.
