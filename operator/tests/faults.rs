@@ -147,15 +147,20 @@ async fn controllers_survive_watch_disconnects_and_errors() {
     // 3 watches for the NetProbe controller, 11 for the StreamAnalysis one.
     let all = 14;
     wait_until(&fake, "first reconcile and every watch open", |st| {
-        has_status(st, &sa_path) && count(st, |c| c.query.contains("watch=true")) == all
+        has_status(st, &sa_path) && count(st, |c| c.query.contains("watch=true")) >= all
     })
     .await;
     let watches = |st: &State| count(st, |c| c.query.contains("watch=true"));
 
     // 1. Every watch stream ends at once: all are re-established, and a deletion made after
     // that is repaired.
-    assert_eq!(fake.state.lock().unwrap().close_watches(), all);
-    wait_until(&fake, "watches re-established", |st| watches(st) == 2 * all).await;
+    let before = watches(&fake.state.lock().unwrap());
+    let closed = fake.state.lock().unwrap().close_watches();
+    assert!(closed >= all, "{closed} watches were open");
+    wait_until(&fake, "watches re-established", |st| {
+        watches(st) >= before + all && st.open_watches() >= all
+    })
+    .await;
     fake.remove(&dep_path);
     wait_until(
         &fake,
@@ -174,6 +179,7 @@ async fn controllers_survive_watch_disconnects_and_errors() {
         )
     };
     fake.fault("GET", "/deployments", 500);
+    let started = std::time::Instant::now();
     assert_eq!(
         fake.state.lock().unwrap().watch_error("deployments", 410),
         1
@@ -183,6 +189,10 @@ async fn controllers_survive_watch_disconnects_and_errors() {
             && count(st, |c| is_watch(c, "deployments")) > dep_watches
     })
     .await;
+    println!(
+        "410 + failed re-list: watching Deployments again after {:?} (watcher backoff)",
+        started.elapsed()
+    );
     let mut dep = fake.get(&dep_path).unwrap();
     dep["spec"]["template"]["spec"]["containers"][0]["image"] = json!("evil:latest");
     fake.put(&dep_path, dep);
@@ -215,15 +225,7 @@ async fn controllers_survive_watch_disconnects_and_errors() {
             && st.objects[&sa_path]["status"]["observedGeneration"] == 2
     })
     .await;
-    let m = ctx.metrics.render();
     stop(run, tx).await;
-    println!(
-        "{}",
-        m.lines()
-            .filter(|l| l.contains("reconcil"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
 }
 
 /// The spec changes after the reconcile read it and before it applied the Deployment. That
