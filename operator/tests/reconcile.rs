@@ -1374,7 +1374,8 @@ async fn controllers_end_to_end() -> Vec<Call> {
     by_ref.probe_ref = Some(ProbeRef {
         name: "edge".into(),
     });
-    store_sa(&fake, &analysis("byref", by_ref));
+    // Created without the finalizer, as by kubectl: the controller adds it first.
+    store_sa(&fake, &analysis_new("byref", by_ref));
     let byref_args = |st: &common::fake::State| -> String {
         st.objects
             .get(&format!("{DEP_BASE}/byref-processor"))
@@ -1414,7 +1415,11 @@ async fn controllers_end_to_end() -> Vec<Call> {
     })
     .await;
     let mut obj = fake.get(&format!("{SA_BASE}/byref")).unwrap();
-    assert_eq!(obj["metadata"]["finalizers"], json!([sa_rec::FINALIZER]));
+    assert_eq!(
+        obj["metadata"]["finalizers"],
+        json!([sa_rec::FINALIZER]),
+        "added by the operator"
+    );
     obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
     fake.put(&format!("{SA_BASE}/byref"), obj);
     wait_until(&fake, "byref bindings and object gone", |st| {
