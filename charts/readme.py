@@ -114,6 +114,9 @@ def fields(s: dict, path: str, rows: list, required=()):
         rows.append(f"| `{p}`{req} | {cell(typ)} | {default} | {cell(constraints(sub))} | {cell(first_sentence(sub.get('description', '')))} |")
         if key not in OPAQUE and sub.get("type") == "object" and "properties" in sub:
             fields(sub, p, rows, sub.get("required", ()))
+        items = sub.get("items", {})
+        if key not in OPAQUE and sub.get("type") == "array" and "properties" in items:
+            fields(items, f"{p}[]", rows, items.get("required", ()))
 
 
 def crd_reference() -> str:

@@ -45,7 +45,8 @@ MATRIX: dict[str, dict] = {
         "metrics": {"service": {"enabled": False, "port": 8080}},
         "dashboards": {"enabled": False},
     },
-    "external-rbac": {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "my-operator"}},
+    "external-rbac": {"rbac": {"create": False, "processorRoles": {"labels": {}}},
+                      "serviceAccount": {"create": False, "name": "my-operator"}},
     "customized": {
         "fullnameOverride": "ns",
         "commonLabels": {"team": "network"},
@@ -72,6 +73,7 @@ MATRIX: dict[str, dict] = {
         "probe": {"image": {"repository": "registry.example/probe", "tag": "", "digest": "sha256:" + "b" * 64}},
         "processor": {"image": {"repository": "registry.example/processor", "tag": "1.2.3", "digest": ""}},
         "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x"}},
+        "rbac": {"create": True, "processorRoles": {"labels": {"example.com/policy": "read-only"}}},
         "networkPolicy": {"enabled": True, "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]},
         "metrics": {"service": {"enabled": True, "port": 9443}},
         "dashboards": {"namespace": "grafana", "labels": {"grafana_dashboard": "1"}, "annotations": {"grafana_folder": "netstream"}},
@@ -249,11 +251,45 @@ def test_rbac_rules_are_operator_rbac_file(rendered):
     assert link.resolve() == source.resolve() or link.read_bytes() == source.read_bytes()
     want = _yaml_docs(source)
     objects = rendered["default"]["objects"]
-    assert find(objects, "ClusterRole")[0]["rules"] == want["ClusterRole"]["rules"]
-    assert find(objects, "Role")[0]["rules"] == want["Role"]["rules"]
     # Same object names as the plain operator install with release "netstream".
-    assert find(objects, "ClusterRole")[0]["metadata"]["name"] == want["ClusterRole"]["metadata"]["name"]
+    name = want["ClusterRole"]["metadata"]["name"]
+    assert find(objects, "ClusterRole", name)[0]["rules"] == want["ClusterRole"]["rules"]
+    assert find(objects, "Role")[0]["rules"] == want["Role"]["rules"]
     assert find(objects, "Role")[0]["metadata"]["name"] == want["Role"]["metadata"]["name"]
+
+
+PROCESSOR_ROLES = ("netstream-processor-reader", "netstream-processor-nodes")
+
+
+def test_processor_roles_are_the_operator_file_and_read_only(rendered):
+    """The enrichment ClusterRoles come verbatim from operator/rbac/processor-clusterroles.yaml,
+    keep their fixed names (the operator binds them by name; its `bind` rule names exactly
+    these), grant only get/list/watch, and are rendered whenever the operator's RBAC is."""
+    link = CHART / "files" / "processor-rbac.yaml"
+    source = REPO / "operator" / "rbac" / "processor-clusterroles.yaml"
+    assert link.resolve() == source.resolve() or link.read_bytes() == source.read_bytes()
+    want = {d["metadata"]["name"]: d for d in yaml.safe_load_all(source.read_text()) if d}
+    assert set(want) == set(PROCESSOR_ROLES)
+    for name, values in MATRIX.items():
+        objects = rendered[name]["objects"]
+        roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRole"}
+        if not values.get("rbac", {}).get("create", True):
+            assert not set(PROCESSOR_ROLES) & set(roles), name
+            continue
+        for role in PROCESSOR_ROLES:
+            assert roles[role]["rules"] == want[role]["rules"], (name, role)
+            for rule in roles[role]["rules"]:
+                assert rule["verbs"] == ["get", "list", "watch"], (name, role, rule)
+        # The operator's own ClusterRole may bind exactly these two, nothing else.
+        operator_role = next(r for n, r in roles.items() if n not in PROCESSOR_ROLES)
+        binds = [r for r in operator_role["rules"] if "bind" in r["verbs"]]
+        assert binds == [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
+                          "resourceNames": list(PROCESSOR_ROLES), "verbs": ["bind"]}], name
+    labels = {o["metadata"]["name"]: o["metadata"]["labels"] for o in rendered["customized"]["objects"]
+              if o["kind"] == "ClusterRole"}
+    for role in PROCESSOR_ROLES:
+        assert labels[role]["team"] == "network" and labels[role]["app.kubernetes.io/component"] == "processor"
+        assert labels[role]["example.com/policy"] == "read-only", labels[role]
 
 
 def test_custom_lease_name_changes_only_resource_names(rendered):
@@ -446,7 +482,7 @@ def test_notes(rendered):
 
 
 def test_packaged_chart_resolves_symlinks(helm, tmp_path):
-    """`helm package` copies what the symlinks (crds/, dashboards/, files/operator-rbac.yaml)
+    """`helm package` copies what the symlinks (crds/, dashboards/, files/*-rbac.yaml)
     point to, leaves out the dashboards' Python helpers, and renders the same."""
     import tarfile
 
@@ -454,11 +490,13 @@ def test_packaged_chart_resolves_symlinks(helm, tmp_path):
     with tarfile.open(archive) as tar:
         members = {m.name: m for m in tar.getmembers()}
         for name in ("netstream/crds/netstream.dev_netprobes.yaml", "netstream/dashboards/netstream-overview.json",
-                     "netstream/files/operator-rbac.yaml"):
+                     "netstream/files/operator-rbac.yaml", "netstream/files/processor-rbac.yaml"):
             assert name in members and members[name].isfile(), name
         assert not [n for n in members if n.endswith(".py") or "/tests/" in n], sorted(members)
         rbac = tar.extractfile("netstream/files/operator-rbac.yaml").read()
+        processor_rbac = tar.extractfile("netstream/files/processor-rbac.yaml").read()
     assert rbac == (REPO / "operator" / "rbac" / "clusterrole.yaml").read_bytes()
+    assert processor_rbac == (REPO / "operator" / "rbac" / "processor-clusterroles.yaml").read_bytes()
     packaged = helm.Chart.load(archive)
     try:
         cfg = helm.Config(storage_driver="memory")

@@ -1,7 +1,7 @@
 //! Prints, as multi-document YAML, the objects the operator would apply for the given
-//! NetProbe / StreamAnalysis manifests: ServiceAccounts, the probe DaemonSet, the processor
-//! Deployment, its metrics Service, the HPA or KEDA ScaledObject (+ TriggerAuthentication) and
-//! the ServiceMonitor. It calls the same pure desired-state builders the reconcilers use, so
+//! NetProbe / StreamAnalysis manifests: ServiceAccounts, the enrichment RBAC bindings, the probe
+//! DaemonSet, the processor Deployment, its metrics Service, the HPA or KEDA ScaledObject
+//! (+ TriggerAuthentication) and the ServiceMonitor. It calls the same pure desired-state builders the reconcilers use, so
 //! static checkers (checkov, kubernetes-validate) can inspect what only exists at runtime.
 //!
 //! ```sh
@@ -21,7 +21,7 @@ use kube::ResourceExt;
 use netstream_operator::crd::{AutoscalingMode, NetProbe, StreamAnalysis};
 use netstream_operator::defaults::Defaults;
 use netstream_operator::desired::processor::Source;
-use netstream_operator::desired::{autoscaling, probe, processor};
+use netstream_operator::desired::{autoscaling, probe, processor, rbac};
 use serde::Deserialize;
 
 const PLACEHOLDER_UID: &str = "00000000-0000-0000-0000-000000000000";
@@ -123,6 +123,13 @@ fn main() -> anyhow::Result<()> {
             partitions: None,
         };
         emit(&mut out, label, &processor::service_account(sa))?;
+        let bindings = rbac::bindings(sa);
+        for b in &bindings.cluster {
+            emit(&mut out, label, b)?;
+        }
+        for b in &bindings.namespaced {
+            emit(&mut out, label, b)?;
+        }
         emit(
             &mut out,
             label,

@@ -7,6 +7,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
@@ -15,6 +16,7 @@ use kube::{Client, ResourceExt};
 
 use crate::context::Context;
 use crate::crd::{NetProbe, StreamAnalysis};
+use crate::desired::rbac;
 use crate::desired::thirdparty::{ScaledObject, ServiceMonitor, TriggerAuthentication};
 use crate::labels::MANAGER;
 use crate::reconcile::{netprobe, streamanalysis};
@@ -33,6 +35,8 @@ pub const WATCHED: &[(&str, &str)] = &[
     ("keda.sh", "scaledobjects"),
     ("keda.sh", "triggerauthentications"),
     ("monitoring.coreos.com", "servicemonitors"),
+    ("rbac.authorization.k8s.io", "clusterrolebindings"),
+    ("rbac.authorization.k8s.io", "rolebindings"),
 ];
 
 /// Which optional CRDs exist (decides which `owns()` watches are started).
@@ -117,6 +121,17 @@ where
     // A NetProbe edit (e.g. new brokers) must reach the StreamAnalyses that reference it.
     let store = analyses.store();
     let analyses = analyses
+        // Enrichment bindings cannot have owner references (cluster-scoped or in another
+        // namespace); their labels name the StreamAnalysis, so deleting or editing one is
+        // still repaired at once rather than at the next resync.
+        .watches(
+            Api::<ClusterRoleBinding>::all(client.clone()),
+            children(),
+            |b| binding_owner(&b),
+        )
+        .watches(Api::<RoleBinding>::all(client.clone()), children(), |b| {
+            binding_owner(&b)
+        })
         .watches(
             Api::<NetProbe>::all(client.clone()),
             watcher::Config::default(),
@@ -131,6 +146,14 @@ where
         });
 
     futures::join!(probes, analyses);
+}
+
+/// The StreamAnalysis an enrichment binding belongs to, from its labels.
+pub fn binding_owner<K: ResourceExt>(binding: &K) -> Option<ObjectRef<StreamAnalysis>> {
+    let labels = binding.labels();
+    let name = labels.get("app.kubernetes.io/instance")?;
+    let ns = labels.get(rbac::OWNER_NAMESPACE_LABEL)?;
+    Some(ObjectRef::new(name).within(ns))
 }
 
 /// StreamAnalyses (among `all`) whose `probeRef` names `probe`.

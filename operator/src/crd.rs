@@ -229,6 +229,88 @@ pub struct StreamAnalysisSpec {
     /// 512Mi memory limit. A CPU request is always set because CPU autoscaling needs one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+
+    /// Kubernetes enrichment: label traffic with the namespace, workload, pod and node of each
+    /// endpoint. On by default; the operator then grants the processors' ServiceAccount
+    /// read-only access (get/list/watch) to what they need and nothing more.
+    #[serde(default)]
+    pub enrichment: EnrichmentSpec,
+}
+
+/// Kubernetes enrichment of the processors' metrics.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnrichmentSpec {
+    /// Watch Pods, Services, Nodes, ReplicaSets and Jobs to label traffic with Kubernetes
+    /// identities (`--enrichment kubernetes`). When true the processor pods get an API token
+    /// and the operator binds the `netstream-processor-reader` ClusterRole to their
+    /// ServiceAccount; when false they get neither.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+
+    /// Limit the watches of Pods, Services, ReplicaSets and Jobs (and the RBAC grant) to these
+    /// namespaces. Empty watches the whole cluster. Nodes are cluster-scoped and always read
+    /// cluster-wide.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        inner(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")),
+        extend("x-kubernetes-list-type" = "set")
+    )]
+    pub namespaces: Vec<String>,
+
+    /// Names for address ranges outside the cluster (`--subnet-label CIDR=NAME`), e.g.
+    /// `{cidr: 10.20.0.0/16, name: office}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 256),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["cidr"])
+    )]
+    pub subnet_labels: Vec<SubnetLabel>,
+
+    /// Also label per-flow series with the source and destination pod names
+    /// (`--flow-pod-labels`). Off by default: pod names churn and multiply series.
+    #[serde(default)]
+    pub pod_names: bool,
+
+    /// Series of workloads that no longer exist are dropped after this long: one number and a
+    /// unit (`ms`, `s`, `m`, `h`), e.g. `10m`.
+    #[serde(default = "default_workload_expiry")]
+    #[schemars(regex(pattern = r"^[0-9]{1,9}(ms|s|m|h)$"))]
+    pub workload_expiry: String,
+}
+
+impl Default for EnrichmentSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            namespaces: Vec::new(),
+            subnet_labels: Vec::new(),
+            pod_names: false,
+            workload_expiry: default_workload_expiry(),
+        }
+    }
+}
+
+/// A named address range.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubnetLabel {
+    /// IPv4 or IPv6 range in CIDR notation, e.g. `10.20.0.0/16` or `2001:db8::/32`.
+    // A pattern rather than CEL `isCIDR()`: the CEL network library needs Kubernetes 1.31 and
+    // the operator supports 1.25+. IPv6 is only checked for shape here; the operator parses
+    // every range before rolling it out and reports an `InvalidSubnetLabel` condition.
+    #[schemars(
+        length(max = 49),
+        regex(
+            pattern = r"^(((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])/(3[0-2]|[12]?[0-9])|[0-9a-fA-F.]*:[0-9a-fA-F:.]*/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))$"
+        )
+    )]
+    pub cidr: String,
+    /// Label value for traffic in the range: letters, digits, `_`, `.` and `-`, starting with
+    /// a letter or digit, at most 63 characters.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"))]
+    pub name: String,
 }
 
 /// Reference to a NetProbe in the same namespace.
@@ -433,6 +515,12 @@ impl SaslMechanism {
     }
 }
 
+fn default_true() -> bool {
+    true
+}
+fn default_workload_expiry() -> String {
+    "10m".to_string()
+}
 fn default_snaplen() -> i32 {
     262144
 }

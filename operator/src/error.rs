@@ -16,6 +16,9 @@ pub enum Error {
     /// The object has no namespace or uid, which only happens with malformed input.
     #[error("{0} is missing metadata.{1}; it cannot own child objects")]
     MissingMetadata(String, &'static str),
+    /// kube-runtime's finalizer helper could not build its JSON patch (malformed object).
+    #[error("the finalizer of {0} could not be patched: invalid finalizer path")]
+    InvalidFinalizer(String),
 }
 
 impl Error {
@@ -42,6 +45,28 @@ impl Error {
             },
             Error::Kube { .. } => "ClientError",
             Error::MissingMetadata(..) => "MissingMetadata",
+            Error::InvalidFinalizer(..) => "InvalidFinalizer",
+        }
+    }
+}
+
+impl Error {
+    /// Unwraps kube-runtime's finalizer error into ours, keeping the API status (and so the
+    /// metric reason) of add/remove failures.
+    pub fn from_finalizer(what: &str, e: kube::runtime::finalizer::Error<Error>) -> Error {
+        use kube::runtime::finalizer::Error as F;
+        match e {
+            F::ApplyFailed(e) | F::CleanupFailed(e) => e,
+            F::AddFinalizer(source) => Error::Kube {
+                action: format!("adding the finalizer to {what}"),
+                source,
+            },
+            F::RemoveFinalizer(source) => Error::Kube {
+                action: format!("removing the finalizer from {what}"),
+                source,
+            },
+            F::UnnamedObject => Error::MissingMetadata(what.to_string(), "name"),
+            F::InvalidFinalizer => Error::InvalidFinalizer(what.to_string()),
         }
     }
 }

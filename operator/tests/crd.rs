@@ -191,6 +191,11 @@ fn sa(spec: Value) -> Value {
            "metadata": {"name": "a", "namespace": "n"}, "spec": spec})
 }
 
+/// A StreamAnalysis with the given `spec.enrichment`.
+fn enrichment(e: Value) -> Value {
+    sa(json!({"kafka": {"bootstrapServers": ["k:9092"]}, "enrichment": e}))
+}
+
 fn np(spec: Value) -> Value {
     json!({"apiVersion": "netstream.dev/v1alpha1", "kind": "NetProbe",
            "metadata": {"name": "p", "namespace": "n"}, "spec": spec})
@@ -354,7 +359,37 @@ fn examples_validate_against_crds_with_jsonschema() {
         sa(
             json!({"kafka": {"bootstrapServers": ["k:9092"], "sasl": {"secretName": "s", "mechanism": "GSSAPI"}}}),
         ),
+        enrichment(json!({"subnetLabels": [{"cidr": "10.0.0.0", "name": "x"}]})),
+        enrichment(json!({"subnetLabels": [{"cidr": "10.0.0.256/8", "name": "x"}]})),
+        enrichment(json!({"subnetLabels": [{"cidr": "10.0.0.0/33", "name": "x"}]})),
+        enrichment(json!({"subnetLabels": [{"cidr": "999.1.1.1/8", "name": "x"}]})),
+        enrichment(json!({"subnetLabels": [{"cidr": "2001:db8::/129", "name": "x"}]})),
+        enrichment(json!({"subnetLabels": [{"cidr": "10.0.0.0/8", "name": "a,b=c"}]})),
+        enrichment(json!({"subnetLabels": [{"cidr": "10.0.0.0/8", "name": ""}]})),
+        enrichment(json!({"subnetLabels": [{"cidr": "10.0.0.0/8"}]})),
+        enrichment(json!({"namespaces": ["Not_A_Namespace"]})),
+        enrichment(json!({"workloadExpiry": "ten minutes"})),
+        enrichment(json!({"podNames": "yes"})),
+        enrichment(json!({"typo": true})),
     ];
+    // And valid enrichment specs pass (the cases above fail for the reason named).
+    for good in [
+        json!({"subnetLabels": [{"cidr": "10.0.0.0/8", "name": "corp"}, {"cidr": "0.0.0.0/0", "name": "internet"}]}),
+        json!({"subnetLabels": [{"cidr": "2001:db8::/32", "name": "v6.lab_1"}, {"cidr": "::ffff:10.0.0.0/104", "name": "mapped"}]}),
+        json!({"enabled": false}),
+        json!({"namespaces": ["shop", "kube-system"], "podNames": true, "workloadExpiry": "90s"}),
+    ] {
+        let doc = enrichment(good);
+        let (ok, report) = python_schema_check(
+            &t.python,
+            &[(
+                format!("good {doc}"),
+                crd_schema_from_disk("StreamAnalysis"),
+                doc.clone(),
+            )],
+        );
+        assert!(ok, "{report}");
+    }
     for doc in bad {
         let kind = doc["kind"].as_str().unwrap().to_string();
         let (ok, report) = python_schema_check(

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use netstream_operator::crd::*;
 use netstream_operator::defaults::Defaults;
 use netstream_operator::desired::processor::{Source, replica_bounds};
-use netstream_operator::desired::{autoscaling, probe, processor, resources};
+use netstream_operator::desired::{autoscaling, probe, processor, rbac, resources};
 use netstream_operator::kafka;
 use serde_json::{Value, json};
 
@@ -251,7 +251,11 @@ fn processor_deployment_by_value() {
             "--group",
             "netstream.netstream.flows",
             "--metrics-addr",
-            "0.0.0.0:9090"
+            "0.0.0.0:9090",
+            "--enrichment",
+            "kubernetes",
+            "--workload-expiry",
+            "10m"
         ])
     );
     assert_eq!(
@@ -268,7 +272,16 @@ fn processor_deployment_by_value() {
         "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}})
     );
     assert_eq!(pod.host_network, None);
-    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert_eq!(
+        pod.automount_service_account_token,
+        Some(true),
+        "enrichment (on by default) reads the API with the pod's token"
+    );
+    assert_eq!(
+        processor::service_account(&sa).automount_service_account_token,
+        Some(false),
+        "the ServiceAccount itself never automounts"
+    );
     assert_eq!(
         v(&c.readiness_probe
             .as_ref()
@@ -296,6 +309,129 @@ fn processor_deployment_by_value() {
     assert_eq!(
         dep.metadata.owner_references.unwrap()[0].uid,
         "uid-sa-flows"
+    );
+}
+
+/// Enrichment flags follow the processor's CLI contract: nothing when disabled, otherwise
+/// `--enrichment kubernetes` plus namespaces, one `--subnet-label` per range, the expiry and
+/// `--flow-pod-labels` only when asked for.
+#[test]
+fn enrichment_args_and_token() {
+    let matrix: BTreeMap<&str, StreamAnalysis> = analysis_matrix().into_iter().collect();
+    let args = |n: &str| processor::enrichment_args(&matrix[n]);
+    let token = |n: &str| {
+        let sa = &matrix[n];
+        processor::deployment(sa, &source_of(sa, None), &Defaults::default())
+            .spec
+            .template
+            .spec
+            .unwrap()
+            .automount_service_account_token
+    };
+    assert_eq!(
+        args("minimal"),
+        strs(&["--enrichment", "kubernetes", "--workload-expiry", "10m"])
+    );
+    assert_eq!(token("minimal"), Some(true));
+    assert!(
+        args("keda-secure").is_empty(),
+        "disabled: processor default (off)"
+    );
+    assert_eq!(
+        token("keda-secure"),
+        Some(false),
+        "no token without enrichment"
+    );
+    assert_eq!(
+        args("monitored"),
+        strs(&[
+            "--enrichment",
+            "kubernetes",
+            "--enrichment-namespaces",
+            "shop,payments",
+            "--subnet-label",
+            "10.20.0.0/16=office",
+            "--subnet-label",
+            "2001:db8::/32=partner_v6",
+            "--workload-expiry",
+            "30m",
+            "--flow-pod-labels"
+        ])
+    );
+    let all = processor::args(&matrix["monitored"], &source_of(&matrix["monitored"], None));
+    assert!(all.ends_with(&args("monitored")), "{all:?}");
+}
+
+/// Cluster-wide: one ClusterRoleBinding to the reader role. Namespaced: a RoleBinding of the
+/// reader ClusterRole per namespace plus the nodes-only ClusterRoleBinding. Disabled: none.
+#[test]
+fn enrichment_bindings_by_value() {
+    let matrix: BTreeMap<&str, StreamAnalysis> = analysis_matrix().into_iter().collect();
+    let labels = json!({
+        "app.kubernetes.io/name": "netstream-processor",
+        "app.kubernetes.io/instance": "minimal",
+        "app.kubernetes.io/component": "processor",
+        "app.kubernetes.io/part-of": "netstream",
+        "app.kubernetes.io/managed-by": "netstream-operator",
+        "netstream.dev/owner-namespace": NS,
+    });
+    let cluster_wide = rbac::bindings(&matrix["minimal"]);
+    assert!(cluster_wide.namespaced.is_empty());
+    assert_eq!(
+        v(&cluster_wide.cluster),
+        json!([{
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "netstream-processor-reader:netstream:minimal", "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "netstream-processor-reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "minimal-processor", "namespace": NS}]
+        }])
+    );
+    assert_eq!(
+        rbac::owner_selector(&matrix["minimal"]),
+        "app.kubernetes.io/managed-by=netstream-operator,app.kubernetes.io/component=processor,app.kubernetes.io/instance=minimal,netstream.dev/owner-namespace=netstream"
+    );
+
+    let namespaced = rbac::bindings(&matrix["monitored"]);
+    assert_eq!(namespaced.cluster.len(), 1);
+    assert_eq!(
+        namespaced.cluster[0].role_ref.name, "netstream-processor-nodes",
+        "nodes are cluster-scoped"
+    );
+    let rbs: Vec<(String, String, String)> = namespaced
+        .namespaced
+        .iter()
+        .map(|rb| {
+            (
+                rb.metadata.namespace.clone().unwrap(),
+                rb.role_ref.kind.clone(),
+                rb.role_ref.name.clone(),
+            )
+        })
+        .collect();
+    let reader = |ns: &str| {
+        (
+            ns.to_string(),
+            "ClusterRole".to_string(),
+            "netstream-processor-reader".to_string(),
+        )
+    };
+    assert_eq!(rbs, [reader("payments"), reader("shop")]);
+    for rb in &namespaced.namespaced {
+        assert!(
+            rb.metadata.owner_references.is_none(),
+            "cross-namespace: no owner"
+        );
+        assert_eq!(
+            rb.subjects.as_ref().unwrap()[0].namespace.as_deref(),
+            Some(NS),
+            "the subject stays in the StreamAnalysis' namespace"
+        );
+    }
+
+    assert_eq!(
+        rbac::bindings(&matrix["keda-secure"]),
+        rbac::Bindings::default()
     );
 }
 
@@ -524,6 +660,13 @@ fn all_objects() -> (CoreObjects, ThirdPartyObjects) {
         if let Some(sm) = processor::service_monitor(&sa) {
             third.push((format!("sa-{name}-sm"), "servicemonitor.json", v(&sm)));
         }
+        let b = rbac::bindings(&sa);
+        for (i, crb) in b.cluster.iter().enumerate() {
+            core.push((format!("sa-{name}-crb{i}"), v(crb)));
+        }
+        for (i, rb) in b.namespaced.iter().enumerate() {
+            core.push((format!("sa-{name}-rb{i}"), v(rb)));
+        }
     }
     (core, third)
 }
@@ -622,7 +765,7 @@ fn third_party_objects_validate_structurally() {
     assert!(!ok);
 }
 
-/// The RBAC file and the operator's own install manifest are valid for both versions.
+/// The RBAC files and the operator's own install manifest are valid for both versions.
 #[test]
 fn operator_install_manifests_validate() {
     let Some(t) = tools("operator_install_manifests_validate") else {
@@ -633,6 +776,7 @@ fn operator_install_manifests_validate() {
         let out = std::process::Command::new(&t.kubernetes_validate)
             .args(["--strict", "-k", version])
             .arg(root.join("rbac").join("clusterrole.yaml"))
+            .arg(root.join("rbac").join("processor-clusterroles.yaml"))
             .arg(root.join("deploy").join("operator.yaml"))
             .output()
             .unwrap();
@@ -643,6 +787,6 @@ fn operator_install_manifests_validate() {
         );
         assert!(out.status.success(), "{version}: {text}");
         assert!(!text.contains("Couldn't find schema"), "{version}: {text}");
-        assert_eq!(text.matches(" passed ").count(), 6, "{version}: {text}");
+        assert_eq!(text.matches(" passed ").count(), 8, "{version}: {text}");
     }
 }

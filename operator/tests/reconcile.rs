@@ -14,7 +14,7 @@ use kube::runtime::controller::Action;
 use netstream_operator::context::{Context, StaticPartitions};
 use netstream_operator::crd::*;
 use netstream_operator::defaults::Defaults;
-use netstream_operator::desired::{probe, processor};
+use netstream_operator::desired::{probe, processor, rbac};
 use netstream_operator::leader::{LeaderElector, LeaseConfig};
 use netstream_operator::metrics::Metrics;
 use netstream_operator::reconcile::{netprobe as np_rec, streamanalysis as sa_rec};
@@ -512,6 +512,9 @@ async fn sa_create_hpa() -> Vec<Call> {
         [
             "PATCH serviceaccounts/flows-processor",
             "PATCH services/flows-processor-metrics",
+            "PATCH clusterrolebindings/netstream-processor-reader:netstream:flows",
+            "GET clusterrolebindings",
+            "GET rolebindings",
             "PATCH deployments/flows-processor",
             "PATCH horizontalpodautoscalers/flows-processor",
             "GET scaledobjects/flows-processor",
@@ -527,8 +530,13 @@ async fn sa_create_hpa() -> Vec<Call> {
         partitions: None,
     };
     assert_eq!(
-        calls[2].body.clone().unwrap(),
+        calls[5].body.clone().unwrap(),
         v(&processor::deployment(&sa, &src, &Defaults::default()))
+    );
+    assert_eq!(
+        calls[2].body.clone().unwrap(),
+        v(&rbac::bindings(&sa).cluster[0]),
+        "enrichment is on by default: cluster-wide reader binding"
     );
     let st = status_body(&calls);
     assert_eq!(st["topic"], "netstream.packets");
@@ -874,6 +882,320 @@ async fn sa_api_error_retry() -> Vec<Call> {
     fake.take_log()
 }
 
+// ------------------------------------------------------ enrichment RBAC bindings
+
+const CRB_BASE: &str = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
+
+fn rb_path(ns: &str, name: &str) -> String {
+    format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings/{name}")
+}
+
+/// Names of the stored bindings (`ClusterRoleBinding name` / `ns/RoleBinding name`).
+fn stored_bindings(fake: &Fake) -> BTreeSet<String> {
+    let st = fake.state.lock().unwrap();
+    st.objects
+        .keys()
+        .filter_map(|k| {
+            let r = common::fake::parse_path(k)?;
+            match (r.resource.as_str(), r.namespace) {
+                ("clusterrolebindings", _) => r.name,
+                ("rolebindings", Some(ns)) => Some(format!("{ns}/{}", r.name?)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn pod_spec(fake: &Fake, name: &str) -> Value {
+    fake.get(&format!("{DEP_BASE}/{name}")).unwrap()["spec"]["template"]["spec"].clone()
+}
+
+/// Bindings follow `spec.enrichment` through enabled/cluster-wide/namespaced/disabled, stale
+/// ones are deleted, and bindings that are not this StreamAnalysis' are never touched.
+async fn sa_enrichment_bindings() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    fake.missing_group("keda.sh");
+    fake.missing_group("monitoring.coreos.com");
+    // Someone else's binding, and the binding of another StreamAnalysis: both must survive.
+    fake.put(
+        &format!("{CRB_BASE}/foreign"),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "foreign"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}}),
+    );
+    let other = analysis("other", minimal_analysis_spec());
+    fake.put(
+        &format!("{CRB_BASE}/netstream-processor-reader:netstream:other"),
+        v(&rbac::bindings(&other).cluster[0]),
+    );
+    let untouched = set(&["foreign", "netstream-processor-reader:netstream:other"]);
+
+    let mut sa = analysis("flows", minimal_analysis_spec());
+    store_sa(&fake, &sa);
+    sa_rec::reconcile(Arc::new(sa.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let mut calls = fake.take_log();
+    let mut want = untouched.clone();
+    want.insert("netstream-processor-reader:netstream:flows".into());
+    assert_eq!(stored_bindings(&fake), want, "cluster-wide");
+    let crb = fake
+        .get(&format!(
+            "{CRB_BASE}/netstream-processor-reader:netstream:flows"
+        ))
+        .unwrap();
+    assert_eq!(crb["roleRef"]["name"], "netstream-processor-reader");
+    assert_eq!(
+        crb["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "flows-processor", "namespace": NS}])
+    );
+    let pod = pod_spec(&fake, "flows-processor");
+    assert_eq!(
+        pod["automountServiceAccountToken"], true,
+        "token for the watches"
+    );
+    assert!(
+        pod["containers"][0]["args"]
+            .to_string()
+            .contains("\"--enrichment\",\"kubernetes\""),
+        "{pod}"
+    );
+
+    // Limited to two namespaces: reader per namespace, nodes cluster-wide.
+    sa.spec.enrichment.namespaces = vec!["team-b".into(), "team-a".into()];
+    sa.metadata.generation = Some(2);
+    store_sa(&fake, &sa);
+    sa_rec::reconcile(Arc::new(sa.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let namespaced = fake.take_log();
+    let mut want = untouched.clone();
+    want.extend([
+        "netstream-processor-nodes:netstream:flows".to_string(),
+        "team-a/netstream-processor-reader:netstream:flows".to_string(),
+        "team-b/netstream-processor-reader:netstream:flows".to_string(),
+    ]);
+    assert_eq!(stored_bindings(&fake), want, "namespaced");
+    assert!(
+        Fake::shorts(&namespaced).contains(
+            &"DELETE clusterrolebindings/netstream-processor-reader:netstream:flows".into()
+        ),
+        "the cluster-wide grant is withdrawn"
+    );
+    let rb = fake
+        .get(&rb_path(
+            "team-a",
+            "netstream-processor-reader:netstream:flows",
+        ))
+        .unwrap();
+    assert_eq!(
+        (
+            rb["roleRef"]["kind"].as_str(),
+            rb["roleRef"]["name"].as_str()
+        ),
+        (Some("ClusterRole"), Some("netstream-processor-reader"))
+    );
+    assert_eq!(rb["subjects"][0]["namespace"], NS);
+    assert!(
+        pod_spec(&fake, "flows-processor")["containers"][0]["args"]
+            .to_string()
+            .contains("\"--enrichment-namespaces\",\"team-b,team-a\"")
+    );
+    calls.extend(namespaced);
+
+    // One namespace dropped from the list: its RoleBinding goes.
+    sa.spec.enrichment.namespaces = vec!["team-b".into()];
+    sa.metadata.generation = Some(3);
+    store_sa(&fake, &sa);
+    sa_rec::reconcile(Arc::new(sa.clone()), ctx.clone())
+        .await
+        .unwrap();
+    calls.extend(fake.take_log());
+    let mut want = untouched.clone();
+    want.extend([
+        "netstream-processor-nodes:netstream:flows".to_string(),
+        "team-b/netstream-processor-reader:netstream:flows".to_string(),
+    ]);
+    assert_eq!(stored_bindings(&fake), want, "team-a removed");
+
+    // Disabled: no bindings, no token, no enrichment flags.
+    sa.spec.enrichment.enabled = false;
+    sa.metadata.generation = Some(4);
+    store_sa(&fake, &sa);
+    sa_rec::reconcile(Arc::new(sa.clone()), ctx.clone())
+        .await
+        .unwrap();
+    calls.extend(fake.take_log());
+    assert_eq!(stored_bindings(&fake), untouched, "disabled");
+    let pod = pod_spec(&fake, "flows-processor");
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert!(
+        !pod["containers"][0]["args"]
+            .to_string()
+            .contains("--enrichment")
+    );
+    calls
+}
+
+/// kube-runtime's finalizer: added on first sight (nothing else happens in that pass), and on
+/// deletion the bindings are removed before the finalizer is released. A failing cleanup keeps
+/// the finalizer (and the object) until a retry succeeds.
+async fn sa_finalizer_lifecycle() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    fake.missing_group("keda.sh");
+    fake.missing_group("monitoring.coreos.com");
+    let mut spec = minimal_analysis_spec();
+    spec.enrichment.namespaces = vec!["team-a".into()];
+    let sa = analysis_new("flows", spec);
+    store_sa(&fake, &sa);
+    let action = sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    let mut calls = fake.take_log();
+    assert_eq!(Fake::shorts(&calls), ["PATCH streamanalyses/flows"]);
+    assert!(
+        calls[0].content_type.contains("json-patch"),
+        "{:?}",
+        calls[0]
+    );
+    assert_eq!(
+        reload_sa(&fake, "flows").metadata.finalizers,
+        Some(vec![sa_rec::FINALIZER.to_string()])
+    );
+
+    // The finalizer's own write comes back as a watch event: now the real pass.
+    sa_rec::reconcile(Arc::new(reload_sa(&fake, "flows")), ctx.clone())
+        .await
+        .unwrap();
+    calls.extend(fake.take_log());
+    assert_eq!(
+        stored_bindings(&fake),
+        set(&[
+            "netstream-processor-nodes:netstream:flows",
+            "team-a/netstream-processor-reader:netstream:flows"
+        ])
+    );
+
+    // kubectl delete: the API server only sets deletionTimestamp while the finalizer is there.
+    let mut obj = fake.get(&format!("{SA_BASE}/flows")).unwrap();
+    obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    fake.put(&format!("{SA_BASE}/flows"), obj);
+
+    fake.fault("DELETE", "/rolebindings/", 500);
+    let err = sa_rec::reconcile(Arc::new(reload_sa(&fake, "flows")), ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.metric_reason(), "ServerError");
+    assert!(
+        err.to_string().contains("deleting RoleBinding team-a/"),
+        "{err}"
+    );
+    assert!(
+        reload_sa(&fake, "flows").metadata.finalizers.is_some(),
+        "finalizer kept while cleanup fails"
+    );
+    calls.extend(fake.take_log());
+
+    let action = sa_rec::reconcile(Arc::new(reload_sa(&fake, "flows")), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::await_change());
+    let cleanup = fake.take_log();
+    let shorts = Fake::shorts(&cleanup);
+    assert_eq!(
+        shorts.last().map(String::as_str),
+        Some("PATCH streamanalyses/flows"),
+        "finalizer released last: {shorts:?}"
+    );
+    assert!(
+        stored_bindings(&fake).is_empty(),
+        "{:?}",
+        stored_bindings(&fake)
+    );
+    assert!(
+        fake.get(&format!("{SA_BASE}/flows")).is_none(),
+        "the API server deletes the object once its last finalizer is gone"
+    );
+    assert!(
+        !shorts
+            .iter()
+            .any(|s| s.contains("deployments") || s.contains("status")),
+        "nothing is applied during deletion: {shorts:?}"
+    );
+    calls.extend(cleanup);
+    calls
+}
+
+/// A subnet label whose IPv6 range has the right shape for the CRD pattern but does not
+/// parse blocks the rollout with a condition instead of crash-looping the processors.
+async fn sa_invalid_subnet_blocked() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    let mut spec = minimal_analysis_spec();
+    spec.enrichment.subnet_labels = vec![SubnetLabel {
+        cidr: "2001:db8:::1/64".into(),
+        name: "lab".into(),
+    }];
+    let sa = analysis("flows", spec);
+    store_sa(&fake, &sa);
+    let action = sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    let calls = fake.take_log();
+    assert_eq!(
+        Fake::shorts(&calls),
+        ["PATCH streamanalyses/flows/status", "POST events"]
+    );
+    let st = status_body(&calls);
+    assert_eq!(cond(&st, "Ready")["reason"], "InvalidSubnetLabel");
+    assert!(
+        cond(&st, "Degraded")["message"]
+            .as_str()
+            .unwrap()
+            .contains("2001:db8:::1/64")
+    );
+    calls
+}
+
+/// A listed namespace that does not exist (the API server 404s the RoleBinding) degrades the
+/// StreamAnalysis with a condition; the rest still rolls out and the check repeats.
+async fn sa_enrichment_namespace_missing() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    fake.missing_group("keda.sh");
+    fake.missing_group("monitoring.coreos.com");
+    let mut spec = minimal_analysis_spec();
+    spec.enrichment.namespaces = vec!["ghost".into(), "team-a".into()];
+    let sa = analysis("flows", spec);
+    store_sa(&fake, &sa);
+    fake.fault("PATCH", "/namespaces/ghost/rolebindings/", 404);
+    let action = sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    let calls = fake.take_log();
+    assert!(fake.get(&format!("{DEP_BASE}/flows-processor")).is_some());
+    assert_eq!(
+        stored_bindings(&fake),
+        set(&[
+            "netstream-processor-nodes:netstream:flows",
+            "team-a/netstream-processor-reader:netstream:flows"
+        ])
+    );
+    let st = status_body(&calls);
+    assert_eq!(cond(&st, "Degraded")["status"], "True");
+    assert_eq!(
+        cond(&st, "Degraded")["reason"],
+        "EnrichmentNamespaceNotFound"
+    );
+    assert!(
+        cond(&st, "Degraded")["message"]
+            .as_str()
+            .unwrap()
+            .contains("do not exist: ghost;"),
+        "{st}"
+    );
+    calls
+}
+
 // ------------------------------------------------------------ leader election
 
 fn elector(client: kube::Client, id: &str) -> LeaderElector {
@@ -1052,7 +1374,8 @@ async fn controllers_end_to_end() -> Vec<Call> {
     by_ref.probe_ref = Some(ProbeRef {
         name: "edge".into(),
     });
-    store_sa(&fake, &analysis("byref", by_ref));
+    // Created without the finalizer, as by kubectl: the controller adds it first.
+    store_sa(&fake, &analysis_new("byref", by_ref));
     let byref_args = |st: &common::fake::State| -> String {
         st.objects
             .get(&format!("{DEP_BASE}/byref-processor"))
@@ -1074,6 +1397,37 @@ async fn controllers_end_to_end() -> Vec<Call> {
                 .contains("kafka-new:9092")
     })
     .await;
+
+    // Enrichment bindings have no owner references; their label-mapped watch still routes a
+    // deletion behind the operator's back to the StreamAnalysis, which recreates it.
+    let crb = format!("{CRB_BASE}/netstream-processor-reader:netstream:flows");
+    wait_until(&fake, "binding created", |st| st.objects.contains_key(&crb)).await;
+    fake.remove(&crb);
+    wait_until(&fake, "deleted ClusterRoleBinding restored", |st| {
+        st.objects.contains_key(&crb)
+    })
+    .await;
+
+    // Deleting a StreamAnalysis: the finalizer removes its bindings, then lets it go.
+    let byref_crb = format!("{CRB_BASE}/netstream-processor-reader:netstream:byref");
+    wait_until(&fake, "byref binding created", |st| {
+        st.objects.contains_key(&byref_crb)
+    })
+    .await;
+    let mut obj = fake.get(&format!("{SA_BASE}/byref")).unwrap();
+    assert_eq!(
+        obj["metadata"]["finalizers"],
+        json!([sa_rec::FINALIZER]),
+        "added by the operator"
+    );
+    obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    fake.put(&format!("{SA_BASE}/byref"), obj);
+    wait_until(&fake, "byref bindings and object gone", |st| {
+        !st.objects.contains_key(&byref_crb)
+            && !st.objects.contains_key(&format!("{SA_BASE}/byref"))
+    })
+    .await;
+    assert!(fake.get(&crb).is_some(), "other StreamAnalyses keep theirs");
 
     // Quiescence: the operator's own writes (status, no-op applies) must not keep
     // re-triggering reconciles.
@@ -1192,6 +1546,22 @@ async fn streamanalysis_api_error_retry() {
     sa_api_error_retry().await;
 }
 #[tokio::test]
+async fn streamanalysis_enrichment_bindings() {
+    sa_enrichment_bindings().await;
+}
+#[tokio::test]
+async fn streamanalysis_finalizer_lifecycle() {
+    sa_finalizer_lifecycle().await;
+}
+#[tokio::test]
+async fn streamanalysis_enrichment_namespace_missing() {
+    sa_enrichment_namespace_missing().await;
+}
+#[tokio::test]
+async fn streamanalysis_invalid_subnet_blocked() {
+    sa_invalid_subnet_blocked().await;
+}
+#[tokio::test]
 async fn controllers_list_watch_and_reconcile() {
     controllers_end_to_end().await;
 }
@@ -1223,6 +1593,77 @@ fn probe_edits_reach_referencing_analyses() {
 }
 
 type Rule = (String, String, String);
+
+/// `resourceNames` of the operator ClusterRole's `bind` rule (the only rule with names).
+fn bind_resource_names() -> BTreeSet<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("rbac")
+        .join("clusterrole.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let doc: Value = serde_yaml::Deserializer::from_str(&text)
+        .next()
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .unwrap();
+    let rules: Vec<&Value> = doc["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r.get("resourceNames").is_some())
+        .collect();
+    assert_eq!(rules.len(), 1, "only the bind rule is limited by name");
+    assert_eq!(rules[0]["verbs"], json!(["bind"]));
+    rules[0]["resourceNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The processor ClusterRoles grant get/list/watch only, on exactly what enrichment reads, and
+/// their names are the ones the operator binds.
+#[test]
+fn processor_cluster_roles_are_read_only_and_minimal() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("rbac")
+        .join("processor-clusterroles.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut roles = BTreeMap::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let doc: Value = serde::Deserialize::deserialize(doc).unwrap();
+        assert_eq!(doc["kind"], "ClusterRole");
+        let mut grants = BTreeSet::new();
+        for rule in doc["rules"].as_array().unwrap() {
+            assert_eq!(rule["verbs"], json!(["get", "list", "watch"]), "read-only");
+            assert!(rule.get("resourceNames").is_none());
+            for g in rule["apiGroups"].as_array().unwrap() {
+                for r in rule["resources"].as_array().unwrap() {
+                    grants.insert(format!("{}/{}", g.as_str().unwrap(), r.as_str().unwrap()));
+                }
+            }
+        }
+        roles.insert(
+            doc["metadata"]["name"].as_str().unwrap().to_string(),
+            grants,
+        );
+    }
+    assert_eq!(
+        roles,
+        BTreeMap::from([
+            (
+                rbac::READER_ROLE.to_string(),
+                set(&[
+                    "/pods",
+                    "/services",
+                    "/nodes",
+                    "apps/replicasets",
+                    "batch/jobs"
+                ])
+            ),
+            (rbac::NODES_ROLE.to_string(), set(&["/nodes"])),
+        ])
+    );
+}
 
 fn granted_rules() -> BTreeSet<Rule> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -1275,12 +1716,23 @@ async fn rbac_grants_exactly_what_is_used() {
     calls.extend(sa_foreign_objects_untouched().await);
     calls.extend(sa_service_monitor().await);
     calls.extend(sa_api_error_retry().await);
+    calls.extend(sa_enrichment_bindings().await);
+    calls.extend(sa_finalizer_lifecycle().await);
+    calls.extend(sa_invalid_subnet_blocked().await);
+    calls.extend(sa_enrichment_namespace_missing().await);
     calls.extend(leader_election().await);
     // list/watch come from running the real controllers.
     calls.extend(controllers_end_to_end().await);
 
     let used: BTreeSet<Rule> = calls.iter().flat_map(Call::rbac).collect();
     let granted = granted_rules();
+    // `bind` is limited by resourceNames to exactly the roles the operator binds.
+    let bound: BTreeSet<String> = calls.iter().filter_map(Call::bound_role).collect();
+    assert_eq!(bound, bind_resource_names());
+    assert_eq!(
+        bound,
+        BTreeSet::from([rbac::READER_ROLE.to_string(), rbac::NODES_ROLE.to_string()])
+    );
     let missing: Vec<_> = used.difference(&granted).collect();
     let unused: Vec<_> = granted.difference(&used).collect();
     assert!(

@@ -4,6 +4,7 @@
 pub mod autoscaling;
 pub mod probe;
 pub mod processor;
+pub mod rbac;
 pub mod thirdparty;
 
 use std::collections::BTreeMap;
@@ -27,7 +28,7 @@ pub fn child_name(cr_name: &str, component: Component) -> String {
 }
 
 /// A dedicated ServiceAccount: pods get their own identity (for NetworkPolicies, audit) and
-/// no API token, since neither binary talks to the API server.
+/// no API token by default; a processor with enrichment opts in at the pod level.
 pub fn service_account<K>(owner: &K, component: Component, name: String) -> ServiceAccount
 where
     K: Resource<DynamicType = ()>,

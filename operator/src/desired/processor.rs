@@ -1,4 +1,5 @@
 //! StreamAnalysis → ServiceAccount + Deployment + metrics Service (+ ServiceMonitor).
+//! The RBAC bindings for enrichment are in [`super::rbac`].
 
 use std::collections::BTreeMap;
 
@@ -90,6 +91,30 @@ pub fn args(sa: &StreamAnalysis, source: &Source) -> Vec<String> {
         args.push("--flow-idle-timeout".into());
         args.push(t.clone());
     }
+    args.extend(enrichment_args(sa));
+    args
+}
+
+/// Enrichment flags. Nothing when disabled: the processor's default is `--enrichment off`.
+pub fn enrichment_args(sa: &StreamAnalysis) -> Vec<String> {
+    let e = &sa.spec.enrichment;
+    if !e.enabled {
+        return Vec::new();
+    }
+    let mut args = vec!["--enrichment".to_string(), "kubernetes".to_string()];
+    if !e.namespaces.is_empty() {
+        args.push("--enrichment-namespaces".into());
+        args.push(e.namespaces.join(","));
+    }
+    for s in &e.subnet_labels {
+        args.push("--subnet-label".into());
+        args.push(format!("{}={}", s.cidr, s.name));
+    }
+    args.push("--workload-expiry".into());
+    args.push(e.workload_expiry.clone());
+    if e.pod_names {
+        args.push("--flow-pod-labels".into());
+    }
     args
 }
 
@@ -168,7 +193,9 @@ pub fn deployment(sa: &StreamAnalysis, source: &Source, defaults: &Defaults) -> 
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(name(sa)),
-                    automount_service_account_token: Some(false),
+                    // The API token is mounted only for enrichment's watches; the
+                    // ServiceAccount itself keeps automount off.
+                    automount_service_account_token: Some(spec.enrichment.enabled),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
                         run_as_user: Some(NONROOT_ID),

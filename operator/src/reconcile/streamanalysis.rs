@@ -1,14 +1,17 @@
 //! StreamAnalysis reconciler.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::ResourceExt;
-use kube::api::Api;
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 
 use super::netprobe::now;
 use super::{
@@ -17,9 +20,9 @@ use super::{
 use crate::conditions::{self, Problem};
 use crate::context::Context;
 use crate::crd::{AutoscalingMode, KafkaSpec, NetProbe, StreamAnalysis, StreamAnalysisStatus};
-use crate::desired::autoscaling;
 use crate::desired::processor::{self, Source};
 use crate::desired::thirdparty::{ScaledObject, ServiceMonitor, TriggerAuthentication};
+use crate::desired::{autoscaling, rbac};
 use crate::error::{Error, Result, is_not_found};
 
 /// Controller name in metrics and logs.
@@ -28,11 +31,34 @@ pub const CONTROLLER: &str = "streamanalysis";
 pub const KEDA_MISSING: &str = "KedaNotInstalled";
 /// Reason when a ServiceMonitor is requested but prometheus-operator is not installed.
 pub const SERVICE_MONITOR_MISSING: &str = "ServiceMonitorCrdMissing";
+/// Reason when `spec.enrichment.namespaces` names a namespace that does not exist.
+pub const NAMESPACE_MISSING: &str = "EnrichmentNamespaceNotFound";
+/// Reason when `spec.enrichment.subnetLabels` holds a range that does not parse.
+pub const INVALID_SUBNET: &str = "InvalidSubnetLabel";
 
-/// Reconciles one StreamAnalysis.
+/// Finalizer that removes the enrichment RBAC bindings (which garbage collection cannot reach)
+/// before a StreamAnalysis is deleted.
+pub const FINALIZER: &str = "netstream.dev/rbac-cleanup";
+
+/// Reconciles one StreamAnalysis: adds the finalizer first, then applies; on deletion removes
+/// the bindings and then the finalizer.
 pub async fn reconcile(sa: Arc<StreamAnalysis>, ctx: Arc<Context>) -> Result<Action> {
     let start = Instant::now();
-    let result = reconcile_inner(&sa, &ctx).await;
+    let result = match identity(sa.as_ref()) {
+        Ok((ns, _)) => {
+            let api: Api<StreamAnalysis> = Api::namespaced(ctx.client.clone(), &ns);
+            let what = format!("StreamAnalysis {ns}/{}", sa.name_any());
+            finalizer(&api, FINALIZER, sa.clone(), |event| async {
+                match event {
+                    FinalizerEvent::Apply(sa) => reconcile_inner(&sa, &ctx).await,
+                    FinalizerEvent::Cleanup(sa) => cleanup(&sa, &ctx).await,
+                }
+            })
+            .await
+            .map_err(|e| Error::from_finalizer(&what, e))
+        }
+        Err(e) => Err(e),
+    };
     ctx.metrics.reconciled(CONTROLLER, start.elapsed());
     if result.is_ok() {
         ctx.backoff.reset(&format!(
@@ -90,26 +116,13 @@ async fn reconcile_inner(sa: &StreamAnalysis, ctx: &Context) -> Result<Action> {
         },
         Err(p) => Err(p),
     };
-    let kafka = match kafka {
+
+    let kafka = match kafka.and_then(|k| match invalid_subnet(sa) {
+        Some(p) => Err(p),
+        None => Ok(k),
+    }) {
         Ok(k) => k,
-        Err(problem) => {
-            ctx.metrics.failed(CONTROLLER, problem.reason);
-            let status = StreamAnalysisStatus {
-                conditions: conditions::finalize(
-                    &old.conditions,
-                    conditions::blocked(&problem),
-                    generation,
-                    &now(),
-                ),
-                observed_generation: generation,
-                consumer_group: Some(processor::consumer_group(sa)),
-                ..old.clone()
-            };
-            patch_status(&api, sa, &status).await?;
-            publish_transition(ctx, sa, &old.conditions, &status.conditions).await;
-            tracing::info!(analysis = %sa.name_any(), namespace = %ns, reason = problem.reason, "rollout blocked: {}", problem.message);
-            return Ok(Action::requeue(RECHECK));
-        }
+        Err(problem) => return blocked(sa, ctx, &api, &ns, &old, problem).await,
     };
 
     let partitions = ctx.partitions.partitions(&ns, &kafka).await;
@@ -131,6 +144,8 @@ async fn reconcile_inner(sa: &StreamAnalysis, ctx: &Context) -> Result<Action> {
             "applying Service {}",
             processor::service_name(sa)
         )))?;
+    // Before the Deployment, so new pods start with the permissions their watches need.
+    problems.extend(apply_bindings(sa, client).await?);
     let dep_api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let dep = apply(&dep_api, &processor::deployment(sa, &source, &ctx.defaults))
         .await
@@ -210,6 +225,168 @@ async fn reconcile_inner(sa: &StreamAnalysis, ctx: &Context) -> Result<Action> {
     } else {
         RECHECK
     }))
+}
+
+/// Reports a spec problem instead of rolling out; the running objects stay as they are.
+async fn blocked(
+    sa: &StreamAnalysis,
+    ctx: &Context,
+    api: &Api<StreamAnalysis>,
+    ns: &str,
+    old: &StreamAnalysisStatus,
+    problem: Problem,
+) -> Result<Action> {
+    let generation = sa.metadata.generation;
+    ctx.metrics.failed(CONTROLLER, problem.reason);
+    let status = StreamAnalysisStatus {
+        conditions: conditions::finalize(
+            &old.conditions,
+            conditions::blocked(&problem),
+            generation,
+            &now(),
+        ),
+        observed_generation: generation,
+        consumer_group: Some(processor::consumer_group(sa)),
+        ..old.clone()
+    };
+    patch_status(api, sa, &status).await?;
+    publish_transition(ctx, sa, &old.conditions, &status.conditions).await;
+    tracing::info!(analysis = %sa.name_any(), namespace = %ns, reason = problem.reason, "rollout blocked: {}", problem.message);
+    Ok(Action::requeue(RECHECK))
+}
+
+/// The first `spec.enrichment.subnetLabels` entry that is not a real CIDR. The CRD pattern
+/// checks IPv6 only for shape, and a bad range would make every processor exit at startup.
+fn invalid_subnet(sa: &StreamAnalysis) -> Option<Problem> {
+    let e = &sa.spec.enrichment;
+    if !e.enabled {
+        return None;
+    }
+    e.subnet_labels.iter().find_map(|s| {
+        let valid = s.cidr.split_once('/').is_some_and(|(addr, len)| {
+            let max = match addr.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(_)) => 32,
+                Ok(std::net::IpAddr::V6(_)) => 128,
+                Err(_) => return false,
+            };
+            len.parse::<u8>().is_ok_and(|l| l <= max)
+        });
+        (!valid).then(|| {
+            Problem::new(
+                INVALID_SUBNET,
+                format!(
+                    "spec.enrichment.subnetLabels: {:?} is not an IPv4 or IPv6 CIDR such as 10.0.0.0/8",
+                    s.cidr
+                ),
+            )
+        })
+    })
+}
+
+/// Applies the enrichment bindings of `sa` and deletes its bindings that are no longer wanted
+/// (namespaces removed from the list, enrichment switched off, cluster-wide <-> namespaced).
+/// A listed namespace that does not exist is a problem to report, not an error to retry: the
+/// processors still roll out and watch the namespaces that do exist.
+async fn apply_bindings(sa: &StreamAnalysis, client: &kube::Client) -> Result<Vec<Problem>> {
+    let want = rbac::bindings(sa);
+    let crb_api: Api<ClusterRoleBinding> = Api::all(client.clone());
+    for b in &want.cluster {
+        apply(&crb_api, b).await.map_err(Error::kube(format!(
+            "applying ClusterRoleBinding {}",
+            b.name_any()
+        )))?;
+    }
+    let mut missing = Vec::new();
+    for b in &want.namespaced {
+        let ns = b.namespace().unwrap_or_default();
+        let rb_api: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+        match apply(&rb_api, b).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => missing.push(ns),
+            Err(e) => {
+                return Err(Error::kube(format!(
+                    "applying RoleBinding {ns}/{}",
+                    b.name_any()
+                ))(e));
+            }
+        }
+    }
+    let keep_cluster: BTreeSet<String> = want.cluster.iter().map(|b| b.name_any()).collect();
+    let keep_ns: BTreeSet<(String, String)> = want
+        .namespaced
+        .iter()
+        .map(|b| (b.namespace().unwrap_or_default(), b.name_any()))
+        .collect();
+    prune_bindings(sa, client, &keep_cluster, &keep_ns).await?;
+    Ok(if missing.is_empty() {
+        Vec::new()
+    } else {
+        vec![Problem::new(
+            NAMESPACE_MISSING,
+            format!(
+                "spec.enrichment.namespaces lists namespace(s) that do not exist: {}; their workloads are not labelled until they are created (checked again every minute)",
+                missing.join(", ")
+            ),
+        )]
+    })
+}
+
+/// Deletes the bindings labelled as belonging to `sa` except those to keep.
+async fn prune_bindings(
+    sa: &StreamAnalysis,
+    client: &kube::Client,
+    keep_cluster: &BTreeSet<String>,
+    keep_ns: &BTreeSet<(String, String)>,
+) -> Result<()> {
+    let lp = ListParams::default().labels(&rbac::owner_selector(sa));
+    let crb_api: Api<ClusterRoleBinding> = Api::all(client.clone());
+    let existing = crb_api
+        .list(&lp)
+        .await
+        .map_err(Error::kube("listing ClusterRoleBindings"))?;
+    for b in existing.items {
+        let name = b.name_any();
+        if !keep_cluster.contains(&name) {
+            delete_ignoring_missing(&crb_api, &name)
+                .await
+                .map_err(Error::kube(format!("deleting ClusterRoleBinding {name}")))?;
+            tracing::info!(analysis = %sa.name_any(), binding = %name, "removed stale ClusterRoleBinding");
+        }
+    }
+    let existing = Api::<RoleBinding>::all(client.clone())
+        .list(&lp)
+        .await
+        .map_err(Error::kube("listing RoleBindings"))?;
+    for b in existing.items {
+        let (ns, name) = (b.namespace().unwrap_or_default(), b.name_any());
+        if !keep_ns.contains(&(ns.clone(), name.clone())) {
+            let api: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+            delete_ignoring_missing(&api, &name)
+                .await
+                .map_err(Error::kube(format!("deleting RoleBinding {ns}/{name}")))?;
+            tracing::info!(analysis = %sa.name_any(), binding = %format!("{ns}/{name}"), "removed stale RoleBinding");
+        }
+    }
+    Ok(())
+}
+
+async fn delete_ignoring_missing<K>(api: &Api<K>, name: &str) -> Result<(), kube::Error>
+where
+    K: kube::Resource + serde::de::DeserializeOwned + Clone + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletion: everything namespaced is garbage-collected through owner references; only the
+/// bindings need removing before the finalizer lets the object go.
+async fn cleanup(sa: &StreamAnalysis, ctx: &Context) -> Result<Action> {
+    prune_bindings(sa, &ctx.client, &BTreeSet::new(), &BTreeSet::new()).await?;
+    tracing::info!(analysis = %sa.name_any(), namespace = %sa.namespace().unwrap_or_default(), "removed enrichment bindings; releasing the finalizer");
+    Ok(Action::await_change())
 }
 
 async fn apply_keda(

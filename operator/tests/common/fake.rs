@@ -103,10 +103,36 @@ impl Call {
             ("PATCH", _) => vec!["patch"],
             (m, _) => panic!("unexpected method {m}"),
         };
-        verbs
+        let mut rules: Vec<(String, String, String)> = verbs
             .into_iter()
             .map(|v| (v.to_string(), r.group.clone(), resource.clone()))
-            .collect()
+            .collect();
+        // Creating or changing a binding is authorized only with `bind` on the role it refers
+        // to (or holding all of that role's permissions); the operator relies on `bind`.
+        if self.method == "PATCH"
+            && r.group == "rbac.authorization.k8s.io"
+            && matches!(r.resource.as_str(), "clusterrolebindings" | "rolebindings")
+        {
+            rules.push((
+                "bind".into(),
+                "rbac.authorization.k8s.io".into(),
+                "clusterroles".into(),
+            ));
+        }
+        rules
+    }
+
+    /// The role a binding apply refers to (`roleRef.name`), for `bind` resourceNames checks.
+    pub fn bound_role(&self) -> Option<String> {
+        let r = self.res();
+        (self.method == "PATCH"
+            && matches!(r.resource.as_str(), "clusterrolebindings" | "rolebindings"))
+        .then(|| {
+            self.body.as_ref()?["roleRef"]["name"]
+                .as_str()
+                .map(String::from)
+        })
+        .flatten()
     }
 
     /// `METHOD resource/name[/sub]` for compact sequence assertions.
@@ -134,9 +160,25 @@ pub struct Fault {
     pub code: u16,
 }
 
+/// Runs once, under the server lock, just before the first request matching `method` and
+/// `path_part` is served: simulates another client changing something mid-reconcile.
+pub struct Hook {
+    pub method: &'static str,
+    pub path_part: String,
+    pub run: Box<dyn FnOnce(&mut State) + Send>,
+}
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Hook({} {})", self.method, self.path_part)
+    }
+}
+
 /// Server state.
 #[derive(Debug, Default)]
 pub struct State {
+    /// Pending hooks.
+    pub hooks: Vec<Hook>,
     /// Objects by path `/api.../namespaces/ns/resource/name`.
     pub objects: BTreeMap<String, Value>,
     /// API groups whose CRDs are "not installed": every request 404s.
@@ -173,6 +215,44 @@ impl State {
         self.watches.retain(|(g, res, tx)| {
             *g != r.group || *res != r.resource || tx.unbounded_send(line.clone()).is_ok()
         });
+    }
+
+    /// Ends every open watch stream (like an API server restart or a load-balancer timeout);
+    /// clients must re-watch. Returns how many were open.
+    pub fn close_watches(&mut self) -> usize {
+        std::mem::take(&mut self.watches).len()
+    }
+
+    /// Sends a watch ERROR event (e.g. 410 Gone: resourceVersion too old) on every open watch
+    /// of `resource`, which makes clients re-list.
+    pub fn watch_error(&mut self, resource: &str, code: u16) -> usize {
+        let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "too old resource version", "reason": "Expired", "code": code}}))
+        .unwrap();
+        line.push(b'\n');
+        let line = Bytes::from(line);
+        let mut sent = 0;
+        self.watches.retain(|(_, res, tx)| {
+            if res != resource {
+                return true;
+            }
+            sent += 1;
+            tx.unbounded_send(line.clone()).is_ok()
+        });
+        sent
+    }
+
+    /// Number of open watch streams.
+    pub fn open_watches(&self) -> usize {
+        self.watches.len()
+    }
+
+    /// Stores an object at its canonical path with a fresh resourceVersion, like any write
+    /// by another client.
+    pub fn put(&mut self, key: &str, mut obj: Value) {
+        obj["metadata"]["resourceVersion"] = json!(self.next().to_string());
+        self.store(key, obj);
     }
 
     /// Stores `obj` at `key`, notifying watches.
@@ -217,10 +297,21 @@ impl State {
             };
             return status(f.code, reason, "injected fault");
         }
+        if let Some(i) = self
+            .hooks
+            .iter()
+            .position(|h| h.method == call.method && call.path.contains(&h.path_part))
+        {
+            let hook = self.hooks.remove(i);
+            (hook.run)(self);
+        }
         let base = match &r.sub {
             Some(sub) => call.path.trim_end_matches(&format!("/{sub}")).to_string(),
             None => call.path.clone(),
         };
+        if call.method == "PATCH" && call.content_type.contains("json-patch") {
+            return self.json_patch(&base, call.body.clone().unwrap_or(Value::Null));
+        }
         match call.method.as_str() {
             "GET" if r.name.is_some() => match self.objects.get(&base) {
                 Some(o) => (StatusCode::OK, o.clone()),
@@ -238,6 +329,7 @@ impl State {
                                 && (r.namespace.is_none() || o.namespace == r.namespace)
                         })
                     })
+                    .filter(|(_, v)| selector_matches(&call.query, v))
                     .map(|(_, v)| v.clone())
                     .collect();
                 (
@@ -313,6 +405,22 @@ impl State {
                 self.store(&path, new.clone());
                 (StatusCode::CREATED, new)
             }
+            "DELETE"
+                if self.objects.get(&base).is_some_and(|o| {
+                    o["metadata"]["finalizers"]
+                        .as_array()
+                        .is_some_and(|f| !f.is_empty())
+                }) =>
+            {
+                // Finalizers hold the object: it only gets a deletionTimestamp.
+                let mut obj = self.objects[&base].clone();
+                if obj["metadata"].get("deletionTimestamp").is_none() {
+                    obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+                    obj["metadata"]["resourceVersion"] = json!(self.next().to_string());
+                    self.store(&base, obj.clone());
+                }
+                (StatusCode::OK, obj)
+            }
             "DELETE" => match self.delete(&base) {
                 Some(_) => (
                     StatusCode::OK,
@@ -323,6 +431,76 @@ impl State {
             m => status(405, "MethodNotAllowed", m),
         }
     }
+}
+
+impl State {
+    /// RFC 6902 JSON patch limited to what kube-runtime's finalizer helper sends: `test`,
+    /// `add` and `remove` on `/metadata/finalizers[/<i>|/-]`. A failed `test` is a 422 like
+    /// the real API server's. An object being deleted goes away with its last finalizer.
+    fn json_patch(&mut self, key: &str, ops: Value) -> (StatusCode, Value) {
+        let Some(mut obj) = self.objects.get(key).cloned() else {
+            return status(404, "NotFound", "not found");
+        };
+        for op in ops.as_array().cloned().unwrap_or_default() {
+            let path = op["path"].as_str().unwrap_or("");
+            let Some(rest) = path.strip_prefix("/metadata/finalizers") else {
+                return status(422, "Invalid", "fake supports only /metadata/finalizers");
+            };
+            let list = obj["metadata"]["finalizers"].clone();
+            let index = rest.strip_prefix('/');
+            match (op["op"].as_str().unwrap_or(""), index) {
+                ("test", None) if list == op["value"] => {}
+                ("test", Some(i))
+                    if i.parse::<usize>().ok().and_then(|i| list.get(i)) == Some(&op["value"]) => {}
+                ("test", _) => return status(422, "Invalid", "test operation failed"),
+                ("add", None) => obj["metadata"]["finalizers"] = op["value"].clone(),
+                ("add", Some("-")) => {
+                    let mut l = list.as_array().cloned().unwrap_or_default();
+                    l.push(op["value"].clone());
+                    obj["metadata"]["finalizers"] = json!(l);
+                }
+                ("remove", Some(i)) => {
+                    let mut l = list.as_array().cloned().unwrap_or_default();
+                    match i.parse::<usize>() {
+                        Ok(i) if i < l.len() => {
+                            l.remove(i);
+                        }
+                        _ => return status(422, "Invalid", "no such finalizer index"),
+                    }
+                    obj["metadata"]["finalizers"] = json!(l);
+                }
+                (o, _) => return status(422, "Invalid", &format!("unsupported op {o}")),
+            }
+        }
+        let empty = obj["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|l| l.is_empty());
+        if empty && obj["metadata"].get("deletionTimestamp").is_some() {
+            self.delete(key);
+            return (StatusCode::OK, obj);
+        }
+        obj["metadata"]["resourceVersion"] = json!(self.next().to_string());
+        self.store(key, obj.clone());
+        (StatusCode::OK, obj)
+    }
+}
+
+/// Equality-based `labelSelector` of a list query (`k=v,k2=v2`, URL-encoded).
+fn selector_matches(query: &str, obj: &Value) -> bool {
+    let Some(sel) = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("labelSelector="))
+    else {
+        return true;
+    };
+    let sel = sel
+        .replace("%2F", "/")
+        .replace("%3D", "=")
+        .replace("%2C", ",");
+    sel.split(',').all(|term| match term.split_once('=') {
+        Some((k, v)) => obj["metadata"]["labels"][k].as_str() == Some(v),
+        None => true,
+    })
 }
 
 /// JSON merge: objects recursively, everything else replaced.
@@ -406,11 +584,8 @@ impl Fake {
     }
 
     /// Stores an object at its canonical path.
-    pub fn put(&self, path: &str, mut obj: Value) {
-        let mut st = self.state.lock().unwrap();
-        // Like the API server, every write gets a fresh resourceVersion.
-        obj["metadata"]["resourceVersion"] = json!(st.next().to_string());
-        st.store(path, obj);
+    pub fn put(&self, path: &str, obj: Value) {
+        self.state.lock().unwrap().put(path, obj);
     }
 
     /// Reads an object.
@@ -438,6 +613,20 @@ impl Fake {
             method,
             path_part: path_part.to_string(),
             code,
+        });
+    }
+
+    /// Registers a [`Hook`].
+    pub fn hook(
+        &self,
+        method: &'static str,
+        path_part: &str,
+        run: impl FnOnce(&mut State) + Send + 'static,
+    ) {
+        self.state.lock().unwrap().hooks.push(Hook {
+            method,
+            path_part: path_part.to_string(),
+            run: Box::new(run),
         });
     }
 

@@ -24,7 +24,18 @@ pub fn netprobe(name: &str, spec: NetProbeSpec) -> NetProbe {
     np
 }
 
+/// A StreamAnalysis as the API server holds it after the operator's first pass, i.e. with its
+/// finalizer (so a reconcile goes straight to applying; [`analysis_new`] has none).
 pub fn analysis(name: &str, spec: StreamAnalysisSpec) -> StreamAnalysis {
+    let mut sa = analysis_new(name, spec);
+    sa.metadata.finalizers = Some(vec![
+        netstream_operator::reconcile::streamanalysis::FINALIZER.into(),
+    ]);
+    sa
+}
+
+/// A freshly created StreamAnalysis (no finalizer yet).
+pub fn analysis_new(name: &str, spec: StreamAnalysisSpec) -> StreamAnalysis {
     let mut sa = StreamAnalysis::new(name, spec);
     sa.metadata = meta(name, &format!("uid-sa-{name}"));
     sa
@@ -130,6 +141,7 @@ pub fn analysis_matrix() -> Vec<(&'static str, StreamAnalysis)> {
     keda.max_flows = Some(100_000);
     keda.flow_idle_timeout = Some("2m".into());
     keda.consumer_group = Some("flows".into());
+    keda.enrichment.enabled = false;
     let mut monitored = minimal_analysis_spec();
     monitored.kafka = None;
     monitored.probe_ref = Some(ProbeRef {
@@ -147,6 +159,22 @@ pub fn analysis_matrix() -> Vec<(&'static str, StreamAnalysis)> {
     monitored.image = Some("registry.example/processor:dev".into());
     monitored.metrics_port = 9200;
     monitored.autoscaling.target_cpu_utilization = 50;
+    monitored.enrichment = EnrichmentSpec {
+        enabled: true,
+        namespaces: vec!["shop".into(), "payments".into()],
+        subnet_labels: vec![
+            SubnetLabel {
+                cidr: "10.20.0.0/16".into(),
+                name: "office".into(),
+            },
+            SubnetLabel {
+                cidr: "2001:db8::/32".into(),
+                name: "partner_v6".into(),
+            },
+        ],
+        pod_names: true,
+        workload_expiry: "30m".into(),
+    };
     vec![
         ("minimal", analysis("minimal", minimal)),
         ("keda-secure", analysis("keda-secure", keda)),
