@@ -79,6 +79,9 @@ def substitute(expr: str, values: dict[str, str], rate_interval: str, range_: st
 
     def repl(m: re.Match) -> str:
         name = m.group("b") or m.group("s") or m.group("p")
+        if m.group("p") and name.isdigit():
+            # $1, $2: label_replace capture references; Grafana leaves them alone.
+            return m.group(0)
         if name not in table:
             raise KeyError(f"unknown variable ${name} in: {expr}")
         return table[name]

@@ -32,6 +32,9 @@ CONTRACT = {
     "netstream_probe_bytes_captured_total", "netstream_probe_records_produced_total",
     "netstream_probe_records_delivered_total", "netstream_probe_packets_unparsed_total",
     "netstream_probe_producer_queue_records",
+    # Kubernetes enrichment (issue 8): who talks to whom, and whether the labels can be trusted.
+    "netstream_workload_packets_total", "netstream_workload_bytes_total",
+    "netstream_workload_series_expired_total", "netstream_enrichment_synced",
 }
 # Not ours: kafka-exporter's consumer lag (the panel's description says so).
 EXTERNAL = {"kafka_consumergroup_lag"}
@@ -56,7 +59,8 @@ def panels(d):
 
 
 def test_expected_dashboards():
-    assert [f.name for f in FILES] == ["netstream-overview.json", "netstream-probe.json", "netstream-processor.json"]
+    assert [f.name for f in FILES] == ["netstream-overview.json", "netstream-probe.json", "netstream-processor.json",
+                                       "netstream-workloads.json"]
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
@@ -113,6 +117,15 @@ def test_required_panels():
     assert {"Records consumed / s by pod", "Invalid records / s by reason", "Replicas by namespace", "Consumer lag (kafka-exporter)"} <= set(pc)
     lag = [p for p in panels(load(DASHBOARDS / "netstream-processor.json")) if p["title"] == "Consumer lag (kafka-exporter)"][0]
     assert "kafka-exporter" in lag["description"] and "kafka_consumergroup_lag" in lag["description"]
+    wl = types["netstream-workloads"]
+    assert wl["Namespace to namespace"] == wl["Workload to workload"] == wl["Top external destinations"] == "table"
+    assert wl["Namespace graph"] == wl["Workload graph"] == "nodeGraph"
+    for p in panels(load(DASHBOARDS / "netstream-workloads.json")):
+        if p["type"] == "nodeGraph":
+            # Grafana's node graph reads an edges frame (id, source, target) and a nodes frame (id).
+            labels = [queries.result_labels(queries.substitute(t["expr"], {"namespace": ".*", "src_namespace": ".*", "datasource": ""}, "1m", "1h"))
+                      for t in p["targets"]]
+            assert labels == [["id", "source", "target"], ["id"]], (p["title"], labels)
 
 
 def test_metrics_are_the_contract():
@@ -136,7 +149,8 @@ def test_extraction_substitutes_every_variable():
     qs = queries.extract([str(f) for f in FILES])
     assert len(qs) >= 25
     for q in qs:
-        assert "$" not in q["expr"] and "[[" not in q["expr"], q
+        # Every variable substituted; $1-style label_replace references stay.
+        assert not re.search(r"\$(?!\d)", q["expr"]) and "[[" not in q["expr"], q
         assert q["expected_labels"] is not None
         assert set(q["legend_labels"]) <= set(q["expected_labels"]), q
         assert q["dashboard"] and q["panel"] and q["ref_id"]
@@ -167,7 +181,7 @@ def test_metric_names_and_variable_queries():
     assert queries.variable_query("query_result(up)") is None
     rows = queries.extract([str(f) for f in FILES], variables=True)
     variables = [q for q in rows if q["panel"].startswith("variable: ")]
-    assert {q["ref_id"] for q in variables} == {"namespace", "protocol", "node", "interface", "pod"}
+    assert {q["ref_id"] for q in variables} == {"namespace", "protocol", "node", "interface", "pod", "src_namespace"}
     assert all(q["metrics"] and q["expected_labels"] == [q["ref_id"]] for q in variables)
 
 

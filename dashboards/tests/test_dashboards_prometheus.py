@@ -37,6 +37,14 @@ FLOWS = [
     {"protocol": "udp", "src_addr": "2001:db8::1", "src_port": "53", "dst_addr": "2001:db8::2", "dst_port": "5353"},
     {"protocol": "icmp", "src_addr": "10.0.0.1", "src_port": "0", "dst_addr": "10.0.0.2", "dst_port": "0"},
 ]
+WORKLOADS = [
+    {"src_namespace": "shop", "src_workload": "web", "src_kind": "deployment",
+     "dst_namespace": "bank", "dst_workload": "api", "dst_kind": "statefulset", "protocol": "tcp", "dst_port": "8443"},
+    {"src_namespace": "shop", "src_workload": "web", "src_kind": "deployment",
+     "dst_namespace": "", "dst_workload": "external", "dst_kind": "external", "protocol": "tcp", "dst_port": "443"},
+    {"src_namespace": "bank", "src_workload": "api", "src_kind": "statefulset",
+     "dst_namespace": "", "dst_workload": "corp", "dst_kind": "subnet", "protocol": "udp", "dst_port": "53"},
+]
 SERIES = [
     ("netstream_flow_packets_total", "counter", FLOWS),
     ("netstream_flow_bytes_total", "counter", FLOWS),
@@ -54,6 +62,10 @@ SERIES = [
     ("netstream_probe_packets_unparsed_total", "counter", [{"interface": "eth0"}]),
     ("netstream_probe_records_delivered_total", "counter", [{}]),
     ("netstream_probe_producer_queue_records", "gauge", [{}]),
+    ("netstream_workload_packets_total", "counter", WORKLOADS),
+    ("netstream_workload_bytes_total", "counter", WORKLOADS),
+    ("netstream_workload_series_expired_total", "counter", [{}]),
+    ("netstream_enrichment_synced", "gauge", [{}]),
 ]
 START = time.time()
 

@@ -25,7 +25,7 @@ TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 
 from test_dashboards import need  # noqa: E402
-from test_dashboards_prometheus import check_every_query, free_port, running_prometheus  # noqa: E402
+from test_dashboards_prometheus import api, check_every_query, free_port, running_prometheus  # noqa: E402
 
 REPO = TESTS.parents[1]
 TOPIC = "netstream.packets"
@@ -57,9 +57,24 @@ def wait_ok(url: str, timeout: float = 30) -> bool:
     return False
 
 
+# Loopback addresses standing for cluster identities in the processor's identity file (all of
+# 127/8 is routed to lo): a Deployment pod talks to a StatefulSet pod over TCP and UDP, and sends
+# UDP to a named subnet and to an address nobody claims (external).
+WEB, API, CORP, EXTERNAL = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"
+IDENTITIES = f"""
+pods:
+  - {{ namespace: shop, name: web-7d9f8c6b5-x2x4q, ips: [{WEB}], node: node-a,
+      workload: {{ kind: deployment, name: web }} }}
+  - {{ namespace: bank, name: api-0, ips: [{API}], node: node-a,
+      workload: {{ kind: statefulset, name: api }} }}
+nodes:
+  - {{ name: node-a, ips: [127.0.0.1] }}
+"""
+
+
 class Traffic(threading.Thread):
-    """UDP datagrams and short TCP connections on 127.0.0.1, about 200 packets/s, until stopped
-    (and never longer than two minutes)."""
+    """UDP datagrams and short TCP connections between loopback addresses (see IDENTITIES),
+    about 200 packets/s, until stopped (and never longer than two minutes)."""
 
     def __init__(self, udp_port: int, tcp_port: int):
         super().__init__(daemon=True)
@@ -67,7 +82,7 @@ class Traffic(threading.Thread):
         self.stop = threading.Event()
         self.server = socket.socket()
         self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.server.bind(("127.0.0.1", tcp_port))
+        self.server.bind((API, tcp_port))
         self.server.listen(16)
         self.server.settimeout(0.5)
 
@@ -87,13 +102,16 @@ class Traffic(threading.Thread):
     def run(self):
         threading.Thread(target=self.serve, daemon=True).start()
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind((WEB, 0))
         deadline = time.time() + 120
         i = 0
         while not self.stop.is_set() and time.time() < deadline:
-            udp.sendto(b"netstream-%06d" % i, ("127.0.0.1", self.udp_port))
+            dst = (API, CORP, EXTERNAL)[i % 3]
+            udp.sendto(b"netstream-%06d" % i, (dst, self.udp_port))
             if i % 10 == 0:
                 try:
-                    with socket.create_connection(("127.0.0.1", self.tcp_port), timeout=1) as c:
+                    with socket.create_connection((API, self.tcp_port), timeout=1,
+                                                  source_address=(WEB, 0)) as c:
                         c.sendall(b"hello")
                         c.recv(16)
                 except OSError:
@@ -136,9 +154,13 @@ def real_targets(tmp_path_factory):
         proc_addr = f"127.0.0.1:{free_port()}"
         probe_addr = f"127.0.0.1:{free_port()}"
         udp_port, tcp_port = free_port(), free_port()
+        identities = tmp / "identities.yaml"
+        identities.write_text(IDENTITIES)
         procs.append(subprocess.Popen(
             [binary("netstream-processor"), "--brokers", brokers, "--topic", TOPIC,
-             "--group", "dashboards", "--metrics-addr", proc_addr],
+             "--group", "dashboards", "--metrics-addr", proc_addr,
+             "--enrichment", "file", "--identity-file", str(identities),
+             "--subnet-label", f"{CORP}/32=corp"],
             stdout=subprocess.DEVNULL, stderr=open(tmp / "processor.log", "w")))
         procs.append(subprocess.Popen(
             [binary("netstream-probe"), "--brokers", brokers, "--topic", TOPIC,
@@ -174,5 +196,20 @@ def test_every_query_returns_real_data(real_targets, tmp_path):
             "netstream_flow_bytes_total",
             "netstream_probe_packets_captured_total",
             "netstream_records_consumed_total",
+            "netstream_workload_packets_total",
+            "netstream_workload_bytes_total",
         })
+        # The workload panels show exactly the identities of the traffic, none unknown.
+        pairs = api(base, "/api/v1/query", query=(
+            "sum by (src_namespace, src_workload, src_kind, dst_namespace, dst_workload, dst_kind, protocol) "
+            "(netstream_workload_packets_total)"))["data"]["result"]
     assert not problems, "\n".join(problems)
+    seen = {tuple(s["metric"].get(k, "") for k in ("src_namespace", "src_workload", "src_kind", "dst_namespace",
+                                                    "dst_workload", "dst_kind", "protocol"))
+            for s in pairs if float(s["value"][1]) > 0}
+    assert seen == {
+        ("shop", "web", "deployment", "bank", "api", "statefulset", "udp"),
+        ("shop", "web", "deployment", "bank", "api", "statefulset", "tcp"),
+        ("shop", "web", "deployment", "", "corp", "subnet", "udp"),
+        ("shop", "web", "deployment", "", "external", "external", "udp"),
+    }, seen

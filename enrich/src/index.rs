@@ -77,6 +77,45 @@ struct Interval {
     workload: WorkloadId,
 }
 
+/// The intervals of one address: the newest inline (one cache line on the count path's usual
+/// hit), the older ones, rarely present, behind a pointer.
+#[derive(Clone, Debug)]
+struct Slot {
+    newest: Interval,
+    older: Box<[Interval]>,
+}
+
+impl Slot {
+    fn from_vec(mut v: Vec<Interval>) -> Option<Slot> {
+        let newest = v.pop()?;
+        Some(Slot {
+            newest,
+            older: v.into_boxed_slice(),
+        })
+    }
+
+    fn to_vec(&self) -> Vec<Interval> {
+        let mut v = Vec::with_capacity(self.older.len() + 1);
+        v.extend_from_slice(&self.older);
+        v.push(self.newest);
+        v
+    }
+
+    fn iter(&self) -> impl DoubleEndedIterator<Item = &Interval> {
+        self.older.iter().chain(std::iter::once(&self.newest))
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Interval> {
+        self.older
+            .iter_mut()
+            .chain(std::iter::once(&mut self.newest))
+    }
+
+    fn len(&self) -> usize {
+        self.older.len() + 1
+    }
+}
+
 #[derive(Debug)]
 struct WorkloadSlot {
     workload: Option<Workload>,
@@ -108,8 +147,8 @@ pub struct IdentityIndex {
     max_history: usize,
     tolerance_ns: u64,
     retention_ns: u64,
-    v4: Map<u32, Vec<Interval>>,
-    v6: Map<u128, Vec<Interval>>,
+    v4: Map<u32, Slot>,
+    v6: Map<u128, Slot>,
     by_uid: Map<Box<str>, u32>,
     members: Vec<Option<MemberInfo>>,
     free_members: Vec<u32>,
@@ -204,8 +243,12 @@ impl IdentityIndex {
 
     /// The interval holding `ts`, else the nearest one within the tolerance.
     #[inline]
-    fn pick(&self, slot: &[Interval], ts: u64) -> Option<Resolved> {
-        // Slots are sorted by `from` and hold a handful of intervals: scan from the newest.
+    fn pick(&self, slot: &Slot, ts: u64) -> Option<Resolved> {
+        let newest = &slot.newest;
+        if newest.from <= ts && ts < newest.until {
+            return Some(resolved(newest));
+        }
+        // Intervals are sorted by `from`, a handful at most: scan from the newest.
         let mut next: Option<&Interval> = None;
         for iv in slot.iter().rev() {
             if iv.from <= ts {
@@ -286,11 +329,69 @@ impl IdentityIndex {
             members_live: members.clone().filter(|m| m.live).count(),
             members: members.count(),
             addresses: self.v4.len() + self.v6.len(),
-            intervals: self.v4.values().map(Vec::len).sum::<usize>()
-                + self.v6.values().map(Vec::len).sum::<usize>(),
+            intervals: self.v4.values().map(Slot::len).sum::<usize>()
+                + self.v6.values().map(Slot::len).sum::<usize>(),
             workloads: self.by_workload.len(),
             updates: self.updates,
         }
+    }
+
+    /// Checks the index's invariants (for property tests): intervals sorted, non-empty and
+    /// non-overlapping, at most `max_history` per address, reference counts exact.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut refs: Map<u32, u32> = Map::default();
+        for (addr, slot) in self
+            .v4
+            .iter()
+            .map(|(a, s)| (a.to_string(), s))
+            .chain(self.v6.iter().map(|(a, s)| (a.to_string(), s)))
+        {
+            let slot = slot.to_vec();
+            if slot.len() > self.max_history {
+                return Err(format!("{addr}: {} intervals", slot.len()));
+            }
+            for w in slot.windows(2) {
+                if w[0].until > w[1].from || w[0].from >= w[1].from {
+                    return Err(format!("{addr}: overlap or disorder {w:?}"));
+                }
+            }
+            for iv in &slot {
+                if iv.from >= iv.until {
+                    return Err(format!("{addr}: empty interval {iv:?}"));
+                }
+                let m = self
+                    .members
+                    .get(iv.member as usize)
+                    .and_then(Option::as_ref);
+                let Some(m) = m else {
+                    return Err(format!("{addr}: interval names a freed member {iv:?}"));
+                };
+                if m.workload != iv.workload {
+                    return Err(format!(
+                        "{addr}: interval workload differs from its member's"
+                    ));
+                }
+                *refs.entry(iv.member).or_default() += 1;
+            }
+        }
+        for (id, m) in self.members.iter().enumerate() {
+            let Some(m) = m else { continue };
+            let n = refs.get(&(id as u32)).copied().unwrap_or(0);
+            if n != m.refs {
+                return Err(format!(
+                    "member {} refs {} but {n} intervals",
+                    m.uid, m.refs
+                ));
+            }
+            if !m.live && m.refs == 0 {
+                return Err(format!("dead unreferenced member {} kept", m.uid));
+            }
+            if self.workload(m.workload).is_none() {
+                return Err(format!("member {} names a freed workload", m.uid));
+            }
+        }
+        Ok(())
     }
 
     // ---- updates ----------------------------------------------------------------------------
@@ -354,9 +455,11 @@ impl IdentityIndex {
                     self.close(*ip, id, m.seen_ns.max(from));
                 }
             }
+            // An address added later is the member's from when it was seen with it.
+            let added_from = from.max(m.seen_ns).min(until);
             for ip in &m.ips {
                 if !old_ips.contains(ip) {
-                    self.insert(*ip, id, wid, from, until);
+                    self.insert(*ip, id, wid, added_from, until);
                 }
             }
             if until != u64::MAX {
@@ -427,24 +530,19 @@ impl IdentityIndex {
     /// Ends member `id`'s interval on `ip` at `at` (removing it if it would be empty).
     fn close(&mut self, ip: IpAddr, id: u32, at: u64) {
         let mut dropped = 0;
-        let mut emptied = false;
-        if let Some(slot) = self.slot_mut(ip) {
-            slot.retain_mut(|iv| {
-                if iv.member != id {
-                    return true;
-                }
-                iv.until = iv.until.min(at);
-                if iv.until <= iv.from {
-                    dropped += 1;
-                    return false;
-                }
-                true
-            });
-            emptied = slot.is_empty();
-        }
-        if emptied {
-            self.remove_slot(ip);
-        }
+        let mut slot = self.take_slot(ip);
+        slot.retain_mut(|iv| {
+            if iv.member != id {
+                return true;
+            }
+            iv.until = iv.until.min(at);
+            if iv.until <= iv.from {
+                dropped += 1;
+                return false;
+            }
+            true
+        });
+        self.put_slot(ip, slot);
         self.unref_member(id, dropped);
     }
 
@@ -457,7 +555,7 @@ impl IdentityIndex {
             workload: wid,
         };
         let mut dropped: Vec<u32> = Vec::new();
-        let slot = self.slot_entry(ip);
+        let mut slot = self.take_slot(ip);
         for iv in slot.iter_mut() {
             if iv.member == id {
                 continue;
@@ -484,10 +582,7 @@ impl IdentityIndex {
         while slot.len() > max_history {
             dropped.push(slot.remove(0).member);
         }
-        let emptied = slot.is_empty();
-        if emptied {
-            self.remove_slot(ip);
-        }
+        self.put_slot(ip, slot);
         if added && let Some(info) = self.members[id as usize].as_mut() {
             info.refs += 1;
         }
@@ -502,15 +597,26 @@ impl IdentityIndex {
     pub fn prune(&mut self, now_ns: u64) {
         let horizon = now_ns.saturating_sub(self.retention_ns);
         let mut dropped: Vec<u32> = Vec::new();
-        let mut prune_slot = |slot: &mut Vec<Interval>| {
-            slot.retain(|iv| {
-                let keep = iv.until == u64::MAX || iv.until >= horizon;
-                if !keep {
+        let expired = |iv: &Interval| iv.until != u64::MAX && iv.until < horizon;
+        let mut prune_slot = |slot: &mut Slot| {
+            if !slot.iter().any(expired) {
+                return true;
+            }
+            let mut v = slot.to_vec();
+            v.retain(|iv| {
+                if expired(iv) {
                     dropped.push(iv.member);
+                    return false;
                 }
-                keep
+                true
             });
-            !slot.is_empty()
+            match Slot::from_vec(v) {
+                Some(s) => {
+                    *slot = s;
+                    true
+                }
+                None => false,
+            }
         };
         self.v4.retain(|_, s| prune_slot(s));
         self.v6.retain(|_, s| prune_slot(s));
@@ -521,24 +627,23 @@ impl IdentityIndex {
 
     // ---- bookkeeping ------------------------------------------------------------------------
 
-    fn slot_mut(&mut self, ip: IpAddr) -> Option<&mut Vec<Interval>> {
-        match canonical(ip) {
-            IpAddr::V4(v4) => self.v4.get_mut(&u32::from(v4)),
-            IpAddr::V6(v6) => self.v6.get_mut(&u128::from(v6)),
-        }
-    }
-
-    fn slot_entry(&mut self, ip: IpAddr) -> &mut Vec<Interval> {
-        match canonical(ip) {
-            IpAddr::V4(v4) => self.v4.entry(u32::from(v4)).or_default(),
-            IpAddr::V6(v6) => self.v6.entry(u128::from(v6)).or_default(),
-        }
-    }
-
-    fn remove_slot(&mut self, ip: IpAddr) {
-        match canonical(ip) {
+    /// Removes the address's intervals from the map for editing (empty if it has none).
+    fn take_slot(&mut self, ip: IpAddr) -> Vec<Interval> {
+        let slot = match canonical(ip) {
             IpAddr::V4(v4) => self.v4.remove(&u32::from(v4)),
             IpAddr::V6(v6) => self.v6.remove(&u128::from(v6)),
+        };
+        slot.map(|s| s.to_vec()).unwrap_or_default()
+    }
+
+    /// Puts edited intervals back (sorted by `from`); none: the address is forgotten.
+    fn put_slot(&mut self, ip: IpAddr, intervals: Vec<Interval>) {
+        let Some(slot) = Slot::from_vec(intervals) else {
+            return;
+        };
+        match canonical(ip) {
+            IpAddr::V4(v4) => self.v4.insert(u32::from(v4), slot),
+            IpAddr::V6(v6) => self.v6.insert(u128::from(v6), slot),
         };
     }
 
