@@ -6,11 +6,13 @@
 //!   the updates sources send;
 //! - [`index`]: the time-aware index from address to identity;
 //! - [`subnet`]: user-named CIDRs for everything outside the cluster;
-//! - [`file`]: the static identity file (offline mode and tests).
+//! - [`file`](mod@file): the static identity file (offline mode and tests);
+//! - [`kube`]: the Kubernetes API source (watches of Pods, Services, Nodes and their owners).
 
 pub mod file;
 pub mod identity;
 pub mod index;
+pub mod kube;
 pub mod member;
 pub mod source;
 pub mod subnet;
