@@ -60,35 +60,30 @@ pub fn wait_synced(stats: &SourceStats, timeout: Duration, stop: &AtomicBool) ->
     true
 }
 
-/// Starts the Kubernetes identity source on `runtime`.
-///
-/// KUBERNETES WIRING (pending branch `kube`): `netstream_enrich::kube::spawn` is not in this
-/// build yet. Once it is, this function becomes (plus `kube.workspace = true` in
-/// processor/Cargo.toml):
-///
-/// ```ignore
-/// let client = runtime
-///     .block_on(kube::Client::try_default())
-///     .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
-/// let _guard = runtime.enter();
-/// netstream_enrich::kube::spawn(
-///     client,
-///     netstream_enrich::kube::KubeSourceConfig { namespaces: namespaces.to_vec() },
-///     sink,
-///     stats,
-/// );
-/// Ok(())
-/// ```
+/// Starts the Kubernetes identity source on `runtime`: a client from the in-cluster config or
+/// KUBECONFIG, and the watches of `netstream_enrich::kube` feeding `sink`. The source retries
+/// API errors on its own (counted in `stats`); only a client that cannot be built at all (no
+/// config) stops the processor.
 pub fn start_kubernetes(
     runtime: &tokio::runtime::Runtime,
     namespaces: &[String],
     sink: Sink,
     stats: Arc<SourceStats>,
 ) -> anyhow::Result<()> {
-    let _ = (runtime, namespaces, sink, stats);
-    anyhow::bail!(
-        "--enrichment kubernetes is not available in this build (the Kubernetes identity source is not linked in yet); use --enrichment file --identity-file PATH or --enrichment off"
-    )
+    use anyhow::Context;
+    let client = runtime
+        .block_on(kube::Client::try_default())
+        .context("--enrichment kubernetes: cannot build a Kubernetes client from the in-cluster config or KUBECONFIG (run in a pod with a service account, or use --enrichment file)")?;
+    let _guard = runtime.enter();
+    // The task runs for the life of the process; its handle is not needed.
+    drop(netstream_enrich::kube::spawn(
+        client,
+        netstream_enrich::kube::KubeSourceConfig::new(namespaces.to_vec()),
+        sink,
+        stats,
+    ));
+    tracing::info!(namespaces = ?namespaces, "Kubernetes identity source started");
+    Ok(())
 }
 
 #[cfg(test)]
@@ -122,6 +117,45 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("cannot read identity file") && err.contains("none.yaml"));
+    }
+
+    #[test]
+    fn the_sink_applies_updates_to_the_shared_index() {
+        use crate::enrichment::{Enrichment, EnrichmentOptions};
+        use crate::record::Aggregate;
+        use netstream_enrich::{Member, MemberKind, Workload, WorkloadKind};
+        let enrichment = Enrichment::new(
+            IdentityIndex::new(IndexConfig::default()),
+            &EnrichmentOptions::default(),
+            Arc::new(SourceStats::default()),
+        );
+        let shared = Arc::new(Shared::new(
+            Aggregate::new(10, 0).with_enrichment(enrichment),
+        ));
+        let sink = sink(shared.clone());
+        sink(Update::Upsert(Member {
+            uid: "u1".into(),
+            kind: MemberKind::Pod,
+            namespace: "a".into(),
+            name: "p".into(),
+            workload: Workload::new("a", "web", WorkloadKind::Deployment),
+            node: String::new(),
+            ips: vec!["10.0.0.1".parse().unwrap()],
+            from_ns: 0,
+            until_ns: None,
+            seen_ns: 0,
+        }));
+        let agg = shared.lock();
+        let e = agg.enrichment.as_ref().unwrap();
+        let r = e.index.resolve("10.0.0.1".parse().unwrap(), 5);
+        assert_eq!(e.labels(r.workload), ("a", "web", "deployment"));
+        // With enrichment off the sink is a no-op.
+        let off = Arc::new(Shared::new(Aggregate::new(10, 0)));
+        super::sink(off.clone())(Update::Remove {
+            uid: "u1".into(),
+            at_ns: 1,
+        });
+        assert!(off.lock().enrichment.is_none());
     }
 
     #[test]

@@ -52,7 +52,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     let index = match (args.enrichment, &args.identity_file) {
         (EnrichmentMode::Off, _) => None,
         (EnrichmentMode::File, Some(path)) => {
-            let index = identity::load_file(path, index_config)?;
+            // The error's text already holds its cause: `{e:#}` of the chain would repeat it.
+            let index =
+                identity::load_file(path, index_config).map_err(|e| anyhow::anyhow!("{e}"))?;
             source_stats.set_synced();
             let stats = index.stats();
             tracing::info!(file = %path.display(), members = stats.members, addresses = stats.addresses,
