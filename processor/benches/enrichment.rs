@@ -150,6 +150,27 @@ fn count_path(c: &mut Criterion) {
             black_box(e.resolve_key(black_box(&keys[j]), false, 1_700_000_000_000_000_000))
         })
     });
+    // The workload table update alone, on known series (as many as the count path makes).
+    let mut e = enrichment(false);
+    let series: Vec<SeriesKey> = (0..4096u32)
+        .map(|i| SeriesKey {
+            src: WorkloadId(1 + i % 100),
+            dst: WorkloadId(101),
+            protocol: 6,
+            dst_port: if i % 2 == 0 { 443 } else { 1024 + i as u16 },
+        })
+        .collect();
+    let mut index = IdentityIndex::new(IndexConfig::default());
+    for k in &series {
+        e.series.add(*k, 100, 0, &mut index);
+    }
+    let mut j = 0usize;
+    g.bench_function("workload_series_add", |b| {
+        b.iter(|| {
+            j = (j + 1) % series.len();
+            e.series.add(black_box(series[j]), 100, 1, &mut index);
+        })
+    });
     g.finish();
 }
 

@@ -79,19 +79,23 @@ impl Enrichment {
     /// Resolves both endpoints of an IP flow key at capture time `ts_ns`: `(src, dst)`.
     #[inline]
     pub fn resolve_key(&self, key: &FlowKey, initiator_is_b: bool, ts_ns: u64) -> [Resolved; 2] {
-        let (src, dst) = if initiator_is_b {
-            (key.b(), key.a())
-        } else {
-            (key.a(), key.b())
-        };
+        let [a, b] = self.resolve_ab(key, ts_ns);
+        if initiator_is_b { [b, a] } else { [a, b] }
+    }
+
+    /// Resolves endpoints A and B of the key. Independent of which end initiated the flow, so
+    /// the CPU can run these lookups alongside the flow table's.
+    #[inline]
+    fn resolve_ab(&self, key: &FlowKey, ts_ns: u64) -> [Resolved; 2] {
+        let (a, b) = (key.a(), key.b());
         match key.kind() {
             KeyKind::Ipv6 => [
-                self.index.resolve_v6(u128::from_be_bytes(src.addr), ts_ns),
-                self.index.resolve_v6(u128::from_be_bytes(dst.addr), ts_ns),
+                self.index.resolve_v6(u128::from_be_bytes(a.addr), ts_ns),
+                self.index.resolve_v6(u128::from_be_bytes(b.addr), ts_ns),
             ],
             _ => [
-                self.index.resolve_v4(v4(&src.addr), ts_ns),
-                self.index.resolve_v4(v4(&dst.addr), ts_ns),
+                self.index.resolve_v4(v4(&a.addr), ts_ns),
+                self.index.resolve_v4(v4(&b.addr), ts_ns),
             ],
         }
     }
@@ -102,11 +106,11 @@ impl Enrichment {
     pub fn count(&mut self, key: &FlowKey, initiator_is_b: bool, meta: &PacketMeta, now: u32) {
         let ts = meta.ts_ns;
         self.newest_ns = self.newest_ns.max(ts);
-        let [src, dst] = self.resolve_key(key, initiator_is_b, ts);
-        let dst_port = if initiator_is_b {
-            key.a().port
+        let [a, b] = self.resolve_ab(key, ts);
+        let (src, dst, dst_port) = if initiator_is_b {
+            (b, a, key.a().port)
         } else {
-            key.b().port
+            (a, b, key.b().port)
         };
         let series = SeriesKey {
             src: src.workload,

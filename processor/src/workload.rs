@@ -21,7 +21,7 @@ use netstream_enrich::{IdentityIndex, WorkloadId};
 const AGE_BUCKETS: usize = 64;
 
 /// One workload series' labels, as ids.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SeriesKey {
     pub src: WorkloadId,
     pub dst: WorkloadId,
@@ -29,6 +29,18 @@ pub struct SeriesKey {
     pub protocol: u8,
     /// The destination (non-initiator) port; 0 for protocols without ports.
     pub dst_port: u16,
+}
+
+impl std::hash::Hash for SeriesKey {
+    /// One 128-bit write instead of four small ones (the count path hashes a key per packet).
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let packed = u128::from(self.src.0) << 64
+            | u128::from(self.dst.0) << 32
+            | u128::from(self.protocol) << 16
+            | u128::from(self.dst_port);
+        state.write_u128(packed);
+    }
 }
 
 /// One workload series' counters.
