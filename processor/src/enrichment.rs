@@ -340,5 +340,30 @@ mod tests {
         assert_eq!((key.protocol, key.dst_port), (6, 5432));
         assert_eq!((counts.packets, counts.bytes), (2, 1100));
         assert_eq!(e.newest_ns(), 5);
+
+        // IPv6: the bare pod at fd00::7 opens to an external address; the external end is B.
+        let v6 = |last: u8| {
+            let mut a = [0u8; 16];
+            a[0] = 0xfd;
+            a[15] = last;
+            a
+        };
+        let ext = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let (k6, d6) = FlowKey::new(
+            KeyKind::Ipv6,
+            17,
+            Endpoint::v6(v6(7), 5000),
+            Endpoint::v6(ext, 53),
+        );
+        e.count(&k6, d6 == Direction::BToA, &meta(d6, 80), 1);
+        let debug = e
+            .series
+            .iter()
+            .find(|(k, _)| e.labels(k.src).1 == "debug")
+            .map(|(k, c)| (*k, *c))
+            .unwrap();
+        assert_eq!(e.labels(debug.0.dst), EXTERNAL_LABELS);
+        assert_eq!((debug.0.protocol, debug.0.dst_port), (17, 53));
+        assert_eq!(debug.1.bytes, 80);
     }
 }
