@@ -1,7 +1,9 @@
 //! The flow query API, merged into the metrics server's router:
 //! - `GET /api/v1/flows?top=N&by=bytes|packets&protocol=P`: the top flows of this processor
 //!   with their counts, first/last seen capture times and initiator;
-//! - `GET /api/v1/protocols`: per-protocol packets and bytes.
+//! - `GET /api/v1/protocols`: per-protocol packets and bytes;
+//! - `GET /api/v1/workloads?top=N&by=bytes|packets`: with enrichment on, the top workload
+//!   series (who talks to whom). With enrichment on, flows also name both ends' identities.
 //!
 //! Bad query parameters get a 400 with a JSON `{"error": "..."}` naming the fix.
 
@@ -16,8 +18,10 @@ use axum::routing::get;
 use serde::Serialize;
 
 use crate::collector::{ProcessorCollector, ip};
+use crate::enrichment::Enrichment;
 use crate::state::Shared;
 use crate::table::{FlowEntry, ProtocolCounters, TopBy};
+use netstream_enrich::Resolved;
 
 /// Most flows one request may ask for.
 pub const MAX_TOP: usize = 10_000;
@@ -94,6 +98,46 @@ pub struct FlowJson {
     pub last_seen_ns: u64,
     /// The flow's initiator (the src endpoint) and how it was identified.
     pub initiator: InitiatorJson,
+    /// With enrichment on: who the ends were at the flow's latest capture time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src: Option<IdentityJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst: Option<IdentityJson>,
+}
+
+/// One end's identity.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct IdentityJson {
+    pub namespace: String,
+    pub workload: String,
+    pub kind: &'static str,
+    /// The pod's name ("" for services, nodes, subnets, external).
+    pub pod: String,
+}
+
+impl IdentityJson {
+    fn of(e: &Enrichment, r: &Resolved) -> IdentityJson {
+        let (namespace, workload, kind) = e.labels(r.workload);
+        IdentityJson {
+            namespace: namespace.to_string(),
+            workload: workload.to_string(),
+            kind,
+            pod: e.pod_name(r.member).to_string(),
+        }
+    }
+}
+
+impl FlowJson {
+    /// The flow with its ends' identities when enrichment is on.
+    pub fn with_identity(e: &FlowEntry, enrichment: Option<&Enrichment>) -> FlowJson {
+        let mut j = FlowJson::from(e);
+        if let Some(en) = enrichment {
+            let [src, dst] = en.resolve_key(&e.key, e.initiator_is_b(), e.last_ns);
+            j.src = Some(IdentityJson::of(en, &src));
+            j.dst = Some(IdentityJson::of(en, &dst));
+        }
+        j
+    }
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -125,6 +169,8 @@ impl From<&FlowEntry> for FlowJson {
             last_seen: rfc3339(e.last_ns),
             first_seen_ns: e.first_ns,
             last_seen_ns: e.last_ns,
+            src: None,
+            dst: None,
         }
     }
 }
@@ -170,12 +216,14 @@ async fn flows(
         Ok(q) => q,
         Err(msg) => return bad_request(msg),
     };
-    let (top, active) = {
+    let (flows, active) = {
         let agg = shared.lock();
-        (
-            agg.flows.top(q.top, q.by, q.protocol.as_deref()),
-            agg.flows.len(),
-        )
+        let top = agg.flows.top(q.top, q.by, q.protocol.as_deref());
+        let flows: Vec<FlowJson> = top
+            .iter()
+            .map(|e| FlowJson::with_identity(e, agg.enrichment.as_ref()))
+            .collect();
+        (flows, agg.flows.len())
     };
     axum::Json(FlowsResponse {
         top: q.top,
@@ -185,7 +233,92 @@ async fn flows(
         },
         protocol: q.protocol,
         flows_active: active,
-        flows: top.iter().map(FlowJson::from).collect(),
+        flows,
+    })
+    .into_response()
+}
+
+#[derive(Debug, Serialize)]
+struct WorkloadEndJson {
+    namespace: String,
+    workload: String,
+    kind: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct WorkloadSeriesJson {
+    src: WorkloadEndJson,
+    dst: WorkloadEndJson,
+    protocol: &'static str,
+    dst_port: u16,
+    packets: u64,
+    bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct WorkloadsResponse {
+    top: usize,
+    by: &'static str,
+    series_active: usize,
+    series: Vec<WorkloadSeriesJson>,
+}
+
+async fn workloads(
+    State(shared): State<Arc<Shared>>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Response {
+    let pairs = match query {
+        Ok(Query(p)) => p,
+        Err(e) => return bad_request(format!("{e}; use ?top=N&by=bytes|packets")),
+    };
+    if let Some((k, _)) = pairs.iter().find(|(k, _)| k != "top" && k != "by") {
+        return bad_request(format!("unknown query parameter {k:?}; use top and by"));
+    }
+    let q = match parse_flows_query(&pairs) {
+        Ok(q) => q,
+        Err(msg) => return bad_request(msg.replace("flows", "series")),
+    };
+    let agg = shared.lock();
+    let Some(e) = agg.enrichment.as_ref() else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({
+                "error": "enrichment is off; start the processor with --enrichment kubernetes or --enrichment file"
+            })),
+        )
+            .into_response();
+    };
+    let end = |id| {
+        let (namespace, workload, kind) = e.labels(id);
+        WorkloadEndJson {
+            namespace: namespace.to_string(),
+            workload: workload.to_string(),
+            kind,
+        }
+    };
+    let series = e
+        .series
+        .top(q.top, q.by == TopBy::Packets)
+        .into_iter()
+        .map(|(k, c)| WorkloadSeriesJson {
+            src: end(k.src),
+            dst: end(k.dst),
+            protocol: netstream_wire::protocol::ip_proto_name(k.protocol),
+            dst_port: k.dst_port,
+            packets: c.packets,
+            bytes: c.bytes,
+        })
+        .collect();
+    let active = e.series.len();
+    drop(agg);
+    axum::Json(WorkloadsResponse {
+        top: q.top,
+        by: match q.by {
+            TopBy::Bytes => "bytes",
+            TopBy::Packets => "packets",
+        },
+        series_active: active,
+        series,
     })
     .into_response()
 }
@@ -210,6 +343,7 @@ pub fn routes(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/v1/flows", get(flows))
         .route("/api/v1/protocols", get(protocols))
+        .route("/api/v1/workloads", get(workloads))
         .with_state(shared)
 }
 

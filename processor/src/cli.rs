@@ -1,9 +1,11 @@
 //! Command line (and `NETSTREAM_<FLAG>` environment) of `netstream-processor`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use netstream_enrich::SubnetLabel;
 use netstream_runtime::duration::parse_duration;
 use netstream_runtime::kafka_config::parse_property;
 
@@ -18,6 +20,11 @@ use netstream_runtime::kafka_config::parse_property;
 /// TLS:  --consumer-config security.protocol=SSL --consumer-config ssl.ca.location=/etc/netstream/ca.crt
 /// SASL: --consumer-config security.protocol=SASL_SSL --consumer-config sasl.mechanisms=SCRAM-SHA-512
 ///       with NETSTREAM_KAFKA_SASL_USERNAME / NETSTREAM_KAFKA_SASL_PASSWORD in the environment.
+///
+/// Enrichment: with --enrichment kubernetes (in a cluster) or --enrichment file --identity-file F
+/// (offline, tests), addresses are resolved to pods, workloads, services and nodes at each
+/// packet's capture time: netstream_workload_packets_total / netstream_workload_bytes_total count
+/// traffic between workloads, and the per-flow series gain src/dst namespace and workload labels.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "netstream-processor",
@@ -87,11 +94,100 @@ pub struct Args {
     /// giving up.
     #[arg(long, env = "NETSTREAM_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+
+    /// Resolve addresses to Kubernetes identities: off; kubernetes (watch Pods, Services, Nodes,
+    /// ReplicaSets and Jobs through the API; needs list/watch RBAC); file (a static identity
+    /// file, --identity-file: offline analysis and tests).
+    #[arg(long, env = "NETSTREAM_ENRICHMENT", value_enum, default_value_t = EnrichmentMode::Off)]
+    pub enrichment: EnrichmentMode,
+
+    /// The identity file for --enrichment file (YAML: pods, services, nodes with their IPs,
+    /// workloads and lifetimes; see the README). A bad file stops the processor at start.
+    #[arg(long, env = "NETSTREAM_IDENTITY_FILE", value_name = "PATH")]
+    pub identity_file: Option<PathBuf>,
+
+    /// Namespaces whose pods and services --enrichment kubernetes watches (comma-separated;
+    /// default: all). Nodes are always watched.
+    #[arg(
+        long,
+        env = "NETSTREAM_ENRICHMENT_NAMESPACES",
+        value_delimiter = ',',
+        value_name = "NS"
+    )]
+    pub enrichment_namespaces: Vec<String>,
+
+    /// Name the addresses of a CIDR that are not in the cluster (repeatable), e.g.
+    /// --subnet-label 10.0.0.0/8=corp: they count under workload "corp" (kind subnet) instead
+    /// of "external". The longest matching prefix wins.
+    #[arg(long = "subnet-label", env = "NETSTREAM_SUBNET_LABEL", value_delimiter = ',',
+          value_parser = parse_subnet_label, value_name = "CIDR=NAME")]
+    pub subnet_label: Vec<SubnetLabel>,
+
+    /// Remove the workload series of a workload that no longer exists once it has not been
+    /// updated for this long (netstream_workload_series_expired_total). Series of live
+    /// workloads stay.
+    #[arg(long, env = "NETSTREAM_WORKLOAD_EXPIRY", default_value = "10m", value_parser = parse_duration)]
+    pub workload_expiry: Duration,
+
+    /// Most netstream_workload_* series kept (per family). When full, the least recently
+    /// updated are evicted (netstream_workload_series_evicted_total{reason="capacity"}). 47 to 94
+    /// bytes of memory per series (hash table rounding; 54 at 100k series).
+    #[arg(long, env = "NETSTREAM_MAX_WORKLOAD_SERIES", default_value_t = 50_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_workload_series: u64,
+
+    /// Per-flow series also get src_pod and dst_pod labels (one more label pair per flow;
+    /// series still bounded by --max-flows).
+    #[arg(long, env = "NETSTREAM_FLOW_POD_LABELS")]
+    pub flow_pod_labels: bool,
+
+    /// With --enrichment kubernetes, wait this long at start for the first full list of the
+    /// cluster before consuming (so early records are not counted as external); after that,
+    /// consume anyway with a warning. /readyz fails meanwhile.
+    #[arg(long, env = "NETSTREAM_ENRICHMENT_SYNC_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub enrichment_sync_timeout: Duration,
+}
+
+/// Where identities come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EnrichmentMode {
+    Off,
+    Kubernetes,
+    File,
+}
+
+fn parse_subnet_label(s: &str) -> Result<SubnetLabel, String> {
+    s.parse::<SubnetLabel>().map_err(|e| e.to_string())
 }
 
 impl Args {
     pub fn max_flows(&self) -> usize {
         usize::try_from(self.max_flows).unwrap_or(crate::table::MAX_FLOWS_LIMIT)
+    }
+
+    /// Checks the enrichment flags that depend on each other.
+    pub fn check_enrichment(&self) -> Result<(), String> {
+        match (self.enrichment, &self.identity_file) {
+            (EnrichmentMode::File, None) => Err(
+                "--enrichment file needs --identity-file PATH (the identity file to load)".into(),
+            ),
+            (EnrichmentMode::Off | EnrichmentMode::Kubernetes, Some(_)) => Err(format!(
+                "--identity-file is only used with --enrichment file (now: --enrichment {}); remove it or set --enrichment file",
+                match self.enrichment {
+                    EnrichmentMode::Off => "off",
+                    _ => "kubernetes",
+                }
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn enrichment_options(&self) -> crate::enrichment::EnrichmentOptions {
+        crate::enrichment::EnrichmentOptions {
+            flow_pod_labels: self.flow_pod_labels,
+            workload_expiry: self.workload_expiry,
+            max_series: usize::try_from(self.max_workload_series).unwrap_or(10_000_000),
+        }
     }
 }
 
@@ -141,5 +237,79 @@ mod tests {
                 ("session.timeout.ms".to_string(), "6000".to_string())
             ]
         );
+    }
+
+    fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
+        let mut argv = vec!["p", "--brokers", "k:1", "--group", "g"];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv)
+    }
+
+    #[test]
+    fn enrichment_flags() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.enrichment, EnrichmentMode::Off);
+        assert_eq!(a.workload_expiry, Duration::from_secs(600));
+        assert_eq!(a.enrichment_sync_timeout, Duration::from_secs(60));
+        assert_eq!(a.max_workload_series, 50_000);
+        assert!(!a.flow_pod_labels && a.subnet_label.is_empty());
+        assert!(a.enrichment_namespaces.is_empty());
+        assert_eq!(a.check_enrichment(), Ok(()));
+
+        let a = parse(&[
+            "--enrichment",
+            "file",
+            "--identity-file",
+            "/x.yaml",
+            "--subnet-label",
+            "10.0.0.0/8=corp",
+            "--subnet-label",
+            "fd00::/8=lab",
+            "--enrichment-namespaces",
+            "a,b",
+            "--workload-expiry",
+            "30s",
+            "--flow-pod-labels",
+        ])
+        .unwrap();
+        assert_eq!(a.enrichment, EnrichmentMode::File);
+        assert_eq!(a.check_enrichment(), Ok(()));
+        assert_eq!(
+            a.subnet_label
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+            ["corp", "lab"]
+        );
+        assert_eq!(a.enrichment_namespaces, ["a", "b"]);
+        assert_eq!(a.workload_expiry, Duration::from_secs(30));
+        assert!(a.flow_pod_labels);
+
+        // --identity-file belongs to file mode, and file mode needs it.
+        let err = parse(&["--enrichment", "file"]).unwrap().check_enrichment();
+        assert!(err.unwrap_err().contains("--identity-file PATH"));
+        let err = parse(&["--enrichment", "kubernetes", "--identity-file", "/x"])
+            .unwrap()
+            .check_enrichment()
+            .unwrap_err();
+        assert!(err.contains("only used with --enrichment file"), "{err}");
+        assert!(
+            parse(&["--identity-file", "/x"])
+                .unwrap()
+                .check_enrichment()
+                .is_err()
+        );
+
+        for bad in [
+            ["--enrichment", "on"],
+            ["--subnet-label", "10.0.0.0/8"],
+            ["--subnet-label", "10.0.0.0/33=x"],
+            ["--subnet-label", "10.0.0.0/8=bad name"],
+            ["--workload-expiry", "soon"],
+            ["--max-workload-series", "0"],
+        ] {
+            let err = parse(&bad).unwrap_err().to_string();
+            assert!(err.contains(bad[0]), "{err}");
+        }
     }
 }

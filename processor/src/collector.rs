@@ -13,9 +13,12 @@ use netstream_wire::{Endpoint, FlowKey, KeyKind};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
+use crate::enrichment::{Enrichment, OwnedLabels};
 use crate::record::InvalidReason;
 use crate::state::Shared;
 use crate::table::{EvictReason, FlowEntry, Totals};
+use crate::workload::{RemoveReason, SeriesCounts, SeriesKey};
+use netstream_enrich::{MemberId, Resolved, Resource, WorkloadId};
 
 pub const FLOW_PACKETS: &str = "netstream_flow_packets_total";
 pub const FLOW_BYTES: &str = "netstream_flow_bytes_total";
@@ -28,8 +31,85 @@ pub const RECORDS_INVALID: &str = "netstream_records_invalid_total";
 pub const PARTITIONS_ASSIGNED: &str = "netstream_processor_partitions_assigned";
 pub const COMMIT_ERRORS: &str = "netstream_processor_commit_errors_total";
 pub const BRANCH_RECORDS: &str = "netstream_processor_branch_records_total";
+pub const WORKLOAD_PACKETS: &str = "netstream_workload_packets_total";
+pub const WORKLOAD_BYTES: &str = "netstream_workload_bytes_total";
+pub const WORKLOAD_SERIES: &str = "netstream_workload_series";
+pub const WORKLOAD_SERIES_EXPIRED: &str = "netstream_workload_series_expired_total";
+pub const WORKLOAD_SERIES_EVICTED: &str = "netstream_workload_series_evicted_total";
+pub const ENRICHMENT_SYNCED: &str = "netstream_enrichment_synced";
+pub const ENRICHMENT_MEMBERS: &str = "netstream_enrichment_members";
+pub const ENRICHMENT_WORKLOADS: &str = "netstream_enrichment_workloads";
+pub const ENRICHMENT_ADDRESSES: &str = "netstream_enrichment_addresses";
+pub const ENRICHMENT_UPDATES: &str = "netstream_enrichment_updates_total";
+pub const ENRICHMENT_WATCH_EVENTS: &str = "netstream_enrichment_watch_events_total";
+pub const ENRICHMENT_WATCH_ERRORS: &str = "netstream_enrichment_watch_errors_total";
+pub const ENRICHMENT_WATCH_RESTARTS: &str = "netstream_enrichment_watch_restarts_total";
 
 const FLOW_LABELS: [&str; 5] = ["protocol", "src_addr", "src_port", "dst_addr", "dst_port"];
+/// With enrichment on, per-flow series also name both ends' workloads.
+const FLOW_LABELS_ENRICHED: [&str; 9] = [
+    "protocol",
+    "src_addr",
+    "src_port",
+    "dst_addr",
+    "dst_port",
+    "src_namespace",
+    "src_workload",
+    "dst_namespace",
+    "dst_workload",
+];
+/// ... and with `--flow-pod-labels`, their pods.
+const FLOW_LABELS_PODS: [&str; 11] = [
+    "protocol",
+    "src_addr",
+    "src_port",
+    "dst_addr",
+    "dst_port",
+    "src_namespace",
+    "src_workload",
+    "dst_namespace",
+    "dst_workload",
+    "src_pod",
+    "dst_pod",
+];
+const WORKLOAD_LABELS: [&str; 8] = [
+    "src_namespace",
+    "src_workload",
+    "src_kind",
+    "dst_namespace",
+    "dst_workload",
+    "dst_kind",
+    "protocol",
+    "dst_port",
+];
+
+/// What the enrichment shows besides the base families: which per-flow labels, and whether
+/// its own families exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FlowLabelMode {
+    #[default]
+    Plain,
+    Workloads,
+    Pods,
+}
+
+impl FlowLabelMode {
+    fn labels(self) -> &'static [&'static str] {
+        match self {
+            FlowLabelMode::Plain => &FLOW_LABELS,
+            FlowLabelMode::Workloads => &FLOW_LABELS_ENRICHED,
+            FlowLabelMode::Pods => &FLOW_LABELS_PODS,
+        }
+    }
+
+    fn of(e: Option<&Enrichment>) -> FlowLabelMode {
+        match e {
+            None => FlowLabelMode::Plain,
+            Some(e) if e.flow_pod_labels => FlowLabelMode::Pods,
+            Some(_) => FlowLabelMode::Workloads,
+        }
+    }
+}
 
 struct FamilyDef {
     name: &'static str,
@@ -107,6 +187,258 @@ const FAMILIES: [FamilyDef; 11] = [
     },
 ];
 
+/// The enrichment's families, after the base ones (only when enrichment is on).
+const ENRICHMENT_FAMILIES: [FamilyDef; 13] = [
+    FamilyDef {
+        name: WORKLOAD_PACKETS,
+        help: "Packets between workloads (src = the flow's initiator), by IP protocol and destination port. Kinds: deployment, statefulset, daemonset, replicaset, cronjob, job, pod (no controller), service, node, subnet (--subnet-label), external.",
+        kind: MetricType::COUNTER,
+        labels: &WORKLOAD_LABELS,
+    },
+    FamilyDef {
+        name: WORKLOAD_BYTES,
+        help: "Bytes (wire length) between workloads (src = the flow's initiator), by IP protocol and destination port.",
+        kind: MetricType::COUNTER,
+        labels: &WORKLOAD_LABELS,
+    },
+    FamilyDef {
+        name: WORKLOAD_SERIES,
+        help: "Workload series currently kept (bounded by --max-workload-series).",
+        kind: MetricType::GAUGE,
+        labels: &[],
+    },
+    FamilyDef {
+        name: WORKLOAD_SERIES_EXPIRED,
+        help: "Workload series removed because one of their workloads no longer exists and they were not updated for --workload-expiry.",
+        kind: MetricType::COUNTER,
+        labels: &[],
+    },
+    FamilyDef {
+        name: WORKLOAD_SERIES_EVICTED,
+        help: "Workload series removed to make room, by reason (capacity: --max-workload-series reached; the least recently updated go first).",
+        kind: MetricType::COUNTER,
+        labels: &["reason"],
+    },
+    FamilyDef {
+        name: ENRICHMENT_SYNCED,
+        help: "1 once the identity source has listed everything (the Kubernetes API or the identity file), else 0.",
+        kind: MetricType::GAUGE,
+        labels: &[],
+    },
+    FamilyDef {
+        name: ENRICHMENT_MEMBERS,
+        help: "Live pods, services and nodes in the identity index, by kind.",
+        kind: MetricType::GAUGE,
+        labels: &["kind"],
+    },
+    FamilyDef {
+        name: ENRICHMENT_WORKLOADS,
+        help: "Workloads (and services, nodes, subnets, external) the identity index names, including ones kept for history or pinned by series.",
+        kind: MetricType::GAUGE,
+        labels: &[],
+    },
+    FamilyDef {
+        name: ENRICHMENT_ADDRESSES,
+        help: "Addresses in the identity index (each with a short history of owners, for IP reuse).",
+        kind: MetricType::GAUGE,
+        labels: &[],
+    },
+    FamilyDef {
+        name: ENRICHMENT_UPDATES,
+        help: "Updates (upserts, removals, resyncs) applied to the identity index.",
+        kind: MetricType::COUNTER,
+        labels: &[],
+    },
+    FamilyDef {
+        name: ENRICHMENT_WATCH_EVENTS,
+        help: "Kubernetes watch events received by the identity source, by resource.",
+        kind: MetricType::COUNTER,
+        labels: &["resource"],
+    },
+    FamilyDef {
+        name: ENRICHMENT_WATCH_ERRORS,
+        help: "Kubernetes watch errors of the identity source (each retried with backoff), by resource.",
+        kind: MetricType::COUNTER,
+        labels: &["resource"],
+    },
+    FamilyDef {
+        name: ENRICHMENT_WATCH_RESTARTS,
+        help: "Kubernetes watches (re)started with a fresh list, by resource.",
+        kind: MetricType::COUNTER,
+        labels: &["resource"],
+    },
+];
+
+/// The enrichment's part of a snapshot: ids resolved under the lock, names copied once per
+/// distinct workload (and pod), rendered after the lock is released.
+#[derive(Debug, Clone, Default)]
+pub struct EnrichmentSnapshot {
+    pub flow_labels: FlowLabelMode,
+    /// `(src, dst)` of each flow of [`Snapshot::flows`], resolved at the flow's last capture time.
+    pub flow_ids: Vec<[Resolved; 2]>,
+    pub workloads: HashMap<WorkloadId, OwnedLabels>,
+    pub pods: HashMap<MemberId, Box<str>>,
+    pub series: Vec<(SeriesKey, SeriesCounts)>,
+    pub expired: u64,
+    pub evicted_capacity: u64,
+    pub synced: bool,
+    /// Live members `[pod, service, node]`.
+    pub members: [usize; 3],
+    pub index_workloads: usize,
+    pub addresses: usize,
+    pub updates: u64,
+    /// `(resource, events, errors, restarts)`.
+    pub watch: Vec<(&'static str, u64, u64, u64)>,
+}
+
+impl EnrichmentSnapshot {
+    /// Copies what the families need; called under the lock.
+    pub fn take(e: &Enrichment, flows: &[FlowEntry]) -> EnrichmentSnapshot {
+        let flow_labels = FlowLabelMode::of(Some(e));
+        let mut workloads: HashMap<WorkloadId, OwnedLabels> = HashMap::new();
+        let mut pods: HashMap<MemberId, Box<str>> = HashMap::new();
+        let name = |r: &Resolved, workloads: &mut HashMap<WorkloadId, OwnedLabels>| {
+            workloads
+                .entry(r.workload)
+                .or_insert_with(|| OwnedLabels::of(e.index.workload(r.workload)));
+        };
+        let flow_ids: Vec<[Resolved; 2]> = flows
+            .iter()
+            .map(|f| e.resolve_key(&f.key, f.initiator_is_b(), f.last_ns))
+            .collect();
+        for ids in &flow_ids {
+            for r in ids {
+                name(r, &mut workloads);
+                if flow_labels == FlowLabelMode::Pods {
+                    pods.entry(r.member)
+                        .or_insert_with(|| e.pod_name(r.member).into());
+                }
+            }
+        }
+        let series: Vec<(SeriesKey, SeriesCounts)> =
+            e.series.iter().map(|(k, c)| (*k, *c)).collect();
+        for (k, _) in &series {
+            for id in [k.src, k.dst] {
+                workloads
+                    .entry(id)
+                    .or_insert_with(|| OwnedLabels::of(e.index.workload(id)));
+            }
+        }
+        let stats = e.index.stats();
+        EnrichmentSnapshot {
+            flow_labels,
+            flow_ids,
+            workloads,
+            pods,
+            series,
+            expired: e.removed(RemoveReason::Expired),
+            evicted_capacity: e.removed(RemoveReason::Capacity),
+            synced: e.source.synced(),
+            members: e.live_members(),
+            index_workloads: stats.workloads,
+            addresses: stats.addresses,
+            updates: stats.updates,
+            watch: Resource::ALL
+                .iter()
+                .map(|r| {
+                    (
+                        r.as_str(),
+                        e.source.events(*r),
+                        e.source.errors(*r),
+                        e.source.restarts(*r),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn names(&self, id: WorkloadId) -> (&str, &str, &'static str) {
+        match self.workloads.get(&id) {
+            Some(l) => (&l.namespace, &l.workload, l.kind),
+            None => crate::enrichment::EXTERNAL_LABELS,
+        }
+    }
+
+    fn pod(&self, id: MemberId) -> &str {
+        self.pods.get(&id).map(|p| &**p).unwrap_or("")
+    }
+
+    /// The identity label values of flow `i`, in [`FLOW_LABELS_PODS`] order after the five
+    /// base labels.
+    fn flow_identity(&self, i: usize, out: &mut Vec<LabelPair>) {
+        let Some([src, dst]) = self.flow_ids.get(i) else {
+            return;
+        };
+        let (sns, sw, _) = self.names(src.workload);
+        let (dns, dw, _) = self.names(dst.workload);
+        out.push(pair("src_namespace", sns));
+        out.push(pair("src_workload", sw));
+        out.push(pair("dst_namespace", dns));
+        out.push(pair("dst_workload", dw));
+        if self.flow_labels == FlowLabelMode::Pods {
+            out.push(pair("src_pod", self.pod(src.member)));
+            out.push(pair("dst_pod", self.pod(dst.member)));
+        }
+    }
+
+    fn series_family(&self, value: impl Fn(&SeriesCounts) -> u64) -> Vec<Metric> {
+        self.series
+            .iter()
+            .map(|(k, c)| {
+                let (sns, sw, sk) = self.names(k.src);
+                let (dns, dw, dk) = self.names(k.dst);
+                let labels = vec![
+                    pair("src_namespace", sns),
+                    pair("src_workload", sw),
+                    pair("src_kind", sk),
+                    pair("dst_namespace", dns),
+                    pair("dst_workload", dw),
+                    pair("dst_kind", dk),
+                    pair(
+                        "protocol",
+                        netstream_wire::protocol::ip_proto_name(k.protocol),
+                    ),
+                    pair_owned("dst_port", k.dst_port.to_string()),
+                ];
+                sample(labels, value(c) as f64, false)
+            })
+            .collect()
+    }
+
+    fn families(&self) -> [Vec<Metric>; 13] {
+        let by = |label: &str, values: &[(&'static str, u64)]| {
+            values
+                .iter()
+                .map(|(v, n)| sample(vec![pair(label, v)], *n as f64, false))
+                .collect::<Vec<_>>()
+        };
+        let watch = |f: fn(&(&'static str, u64, u64, u64)) -> u64| {
+            let v: Vec<(&'static str, u64)> = self.watch.iter().map(|w| (w.0, f(w))).collect();
+            by("resource", &v)
+        };
+        let gauge = |v: f64| vec![sample(Vec::new(), v, true)];
+        [
+            self.series_family(|c| c.packets),
+            self.series_family(|c| c.bytes),
+            gauge(self.series.len() as f64),
+            vec![sample(Vec::new(), self.expired as f64, false)],
+            by("reason", &[("capacity", self.evicted_capacity)]),
+            gauge(if self.synced { 1.0 } else { 0.0 }),
+            ["pod", "service", "node"]
+                .iter()
+                .zip(self.members)
+                .map(|(k, n)| sample(vec![pair("kind", k)], n as f64, true))
+                .collect(),
+            gauge(self.index_workloads as f64),
+            gauge(self.addresses as f64),
+            vec![sample(Vec::new(), self.updates as f64, false)],
+            watch(|w| w.1),
+            watch(|w| w.2),
+            watch(|w| w.3),
+        ]
+    }
+}
+
 /// Everything `/metrics` shows, copied out of the shared state.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -119,6 +451,8 @@ pub struct Snapshot {
     pub commit_errors: u64,
     /// `(delivered, failed)` when branching is on.
     pub branch: Option<(u64, u64)>,
+    /// When enrichment is on.
+    pub enrichment: Option<EnrichmentSnapshot>,
 }
 
 impl Snapshot {
@@ -126,8 +460,14 @@ impl Snapshot {
     pub fn take(shared: &Shared) -> Snapshot {
         let mut snap = {
             let agg = shared.lock();
+            let flows = agg.flows.entries().to_vec();
+            let enrichment = agg
+                .enrichment
+                .as_ref()
+                .map(|e| EnrichmentSnapshot::take(e, &flows));
             Snapshot {
-                flows: agg.flows.entries().to_vec(),
+                enrichment,
+                flows,
                 protocols: agg.protocols.seen().collect(),
                 consumed: agg.consumed,
                 invalid: InvalidReason::ALL
@@ -184,9 +524,20 @@ impl Snapshot {
                 .map(|(ok, failed)| by("result", &[("delivered", ok), ("failed", failed)]))
                 .unwrap_or_default(),
         ];
-        FAMILIES
+        let enrichment: Vec<(&FamilyDef, Vec<Metric>)> = match &self.enrichment {
+            Some(e) => ENRICHMENT_FAMILIES.iter().zip(e.families()).collect(),
+            None => Vec::new(),
+        };
+        let flow_labels = self.flow_label_mode();
+        let flow_defs: [FamilyDef; 2] = [0, 1].map(|i| FamilyDef {
+            labels: flow_labels.labels(),
+            ..FAMILIES[i]
+        });
+        flow_defs
             .iter()
+            .chain(FAMILIES[2..].iter())
             .zip(samples)
+            .chain(enrichment)
             .filter(|(_, s)| !s.is_empty())
             .map(|(def, metrics)| {
                 let mut mf = MetricFamily::default();
@@ -209,15 +560,29 @@ impl Snapshot {
         )
     }
 
+    fn flow_label_mode(&self) -> FlowLabelMode {
+        self.enrichment
+            .as_ref()
+            .map(|e| e.flow_labels)
+            .unwrap_or_default()
+    }
+
     fn flow_family(&self, value: impl Fn(&FlowEntry) -> u64) -> Vec<Metric> {
+        let width = self.flow_label_mode().labels().len();
         self.flows
             .iter()
-            .map(|e| {
-                let labels = FLOW_LABELS
-                    .iter()
-                    .zip(flow_label_values(e))
-                    .map(|(n, v)| pair_owned(n, v))
-                    .collect();
+            .enumerate()
+            .map(|(i, e)| {
+                let mut labels = Vec::with_capacity(width);
+                labels.extend(
+                    FLOW_LABELS
+                        .iter()
+                        .zip(flow_label_values(e))
+                        .map(|(n, v)| pair_owned(n, v)),
+                );
+                if let Some(en) = &self.enrichment {
+                    en.flow_identity(i, &mut labels);
+                }
                 sample(labels, value(e) as f64, false)
             })
             .collect()
@@ -369,8 +734,22 @@ pub struct ProcessorCollector {
 
 impl ProcessorCollector {
     pub fn new(shared: Arc<Shared>) -> Result<Self, prometheus::Error> {
-        let descs = FAMILIES
+        let (mode, enriched) = {
+            let agg = shared.lock();
+            (
+                FlowLabelMode::of(agg.enrichment.as_ref()),
+                agg.enrichment.is_some(),
+            )
+        };
+        let flow_defs: [FamilyDef; 2] = [0, 1].map(|i| FamilyDef {
+            labels: mode.labels(),
+            ..FAMILIES[i]
+        });
+        let extra: &[FamilyDef] = if enriched { &ENRICHMENT_FAMILIES } else { &[] };
+        let descs = flow_defs
             .iter()
+            .chain(FAMILIES[2..].iter())
+            .chain(extra)
             .map(|f| {
                 Desc::new(
                     f.name.to_string(),

@@ -378,7 +378,7 @@ pub fn run(
             last_commit = now;
         }
         if now.saturating_duration_since(last_sweep) >= opts.sweep_interval {
-            shared.lock().flows.evict_idle(clock.tick_at(now));
+            shared.lock().maintain(clock.tick_at(now));
             last_sweep = now;
         }
     }

@@ -7,11 +7,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use netstream_enrich::{IdentityIndex, SourceStats};
 use netstream_processor::api;
 use netstream_processor::branch::Branch;
-use netstream_processor::cli::Args;
+use netstream_processor::cli::{Args, EnrichmentMode};
 use netstream_processor::collector::ProcessorCollector;
 use netstream_processor::consume::{self, ConsumeContext, LoopOptions};
+use netstream_processor::enrichment::Enrichment;
+use netstream_processor::identity;
 use netstream_processor::record::Aggregate;
 use netstream_processor::state::{Clock, Shared};
 use netstream_runtime::http::{self, Health};
@@ -42,10 +45,35 @@ fn run(args: Args) -> anyhow::Result<()> {
     )?;
     tracing::info!(config = %kafka_config::redacted(&config), "kafka consumer config");
 
-    let shared = Arc::new(Shared::new(Aggregate::new(
-        args.max_flows(),
-        Clock::ticks(args.flow_idle_timeout),
-    )));
+    args.check_enrichment().map_err(anyhow::Error::msg)?;
+    let source_stats = Arc::new(SourceStats::default());
+    let mut agg = Aggregate::new(args.max_flows(), Clock::ticks(args.flow_idle_timeout));
+    let index_config = identity::index_config(&args.subnet_label);
+    let index = match (args.enrichment, &args.identity_file) {
+        (EnrichmentMode::Off, _) => None,
+        (EnrichmentMode::File, Some(path)) => {
+            // The error's text already holds its cause: `{e:#}` of the chain would repeat it.
+            let index =
+                identity::load_file(path, index_config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            source_stats.set_synced();
+            let stats = index.stats();
+            tracing::info!(file = %path.display(), members = stats.members, addresses = stats.addresses,
+                workloads = stats.workloads, "identity file loaded");
+            Some(index)
+        }
+        (EnrichmentMode::File, None) => {
+            anyhow::bail!("--enrichment file needs --identity-file PATH")
+        }
+        (EnrichmentMode::Kubernetes, _) => Some(IdentityIndex::new(index_config)),
+    };
+    if let Some(index) = index {
+        agg = agg.with_enrichment(Enrichment::new(
+            index,
+            &args.enrichment_options(),
+            source_stats.clone(),
+        ));
+    }
+    let shared = Arc::new(Shared::new(agg));
     let registry = prometheus::Registry::new();
     registry
         .register(Box::new(ProcessorCollector::new(shared.clone())?))
@@ -81,6 +109,24 @@ fn run(args: Args) -> anyhow::Result<()> {
             netstream_runtime::signal::shutdown().await;
             std::process::exit(130);
         });
+    }
+
+    if args.enrichment == EnrichmentMode::Kubernetes {
+        identity::start_kubernetes(
+            &runtime,
+            &args.enrichment_namespaces,
+            identity::sink(shared.clone()),
+            source_stats.clone(),
+        )?;
+        // Consuming before the first full list would count early records as external.
+        // /readyz stays not ready meanwhile (it turns ready on the first partition assignment).
+        let waited = Instant::now();
+        if identity::wait_synced(&source_stats, args.enrichment_sync_timeout, &stop) {
+            tracing::info!(took = ?waited.elapsed(), "identity source synced");
+        } else if !stop.load(Ordering::Relaxed) {
+            tracing::warn!(timeout = ?args.enrichment_sync_timeout,
+                "identity source not synced in time (see netstream_enrichment_watch_errors_total); consuming anyway: addresses not listed yet count as external");
+        }
     }
 
     let branch = match &args.branch_topic_prefix {

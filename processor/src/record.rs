@@ -3,6 +3,7 @@
 
 use netstream_wire::{FlowKey, KeyError, KeyKind, RecordValue, ValueError};
 
+use crate::enrichment::Enrichment;
 use crate::table::{EvictReason, FlowTable, ProtocolCounters};
 
 /// Why a record was skipped (the `reason` label of `netstream_records_invalid_total`).
@@ -105,6 +106,8 @@ pub struct Aggregate {
     /// Every record taken from the topic, valid or not.
     pub consumed: u64,
     invalid: [u64; InvalidReason::ALL.len()],
+    /// Kubernetes enrichment, when on (`None` costs the count path one branch).
+    pub enrichment: Option<Enrichment>,
 }
 
 impl Aggregate {
@@ -114,6 +117,22 @@ impl Aggregate {
             protocols: ProtocolCounters::default(),
             consumed: 0,
             invalid: [0; InvalidReason::ALL.len()],
+            enrichment: None,
+        }
+    }
+
+    /// With enrichment on.
+    pub fn with_enrichment(mut self, enrichment: Enrichment) -> Self {
+        self.enrichment = Some(enrichment);
+        self
+    }
+
+    /// The once-a-second upkeep at processor tick `now`: idle flows out, series of workloads
+    /// that are gone expired, old identity history pruned.
+    pub fn maintain(&mut self, now: u32) {
+        self.flows.evict_idle(now);
+        if let Some(e) = &mut self.enrichment {
+            e.maintain(now);
         }
     }
 
@@ -141,7 +160,10 @@ impl Aggregate {
             Ok((key, value)) => {
                 self.protocols.add(&key, value.meta.wire_len);
                 if matches!(key.kind(), KeyKind::Ipv4 | KeyKind::Ipv6) {
-                    self.flows.update(&key, &value.meta, now);
+                    let initiator_is_b = self.flows.update(&key, &value.meta, now);
+                    if let Some(e) = &mut self.enrichment {
+                        e.count(&key, initiator_is_b, &value.meta, now);
+                    }
                 }
                 Ok(key)
             }

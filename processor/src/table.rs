@@ -191,9 +191,10 @@ impl FlowTable {
         self.entries.capacity() * std::mem::size_of::<FlowEntry>() + self.index.allocation_size()
     }
 
-    /// Counts one packet of an IP flow at processor tick `now`.
+    /// Counts one packet of an IP flow at processor tick `now`. Returns whether endpoint B of
+    /// the key is the flow's initiator (what the enrichment needs to tell src from dst).
     #[inline]
-    pub fn update(&mut self, key: &FlowKey, meta: &PacketMeta, now: u32) {
+    pub fn update(&mut self, key: &FlowKey, meta: &PacketMeta, now: u32) -> bool {
         let hash = self.hasher.hash_one(key);
         let entries = &mut self.entries;
         if let Some(&i) = self.index.find(hash, |&i| entries[i as usize].key == *key) {
@@ -203,16 +204,16 @@ impl FlowTable {
             e.first_ns = e.first_ns.min(meta.ts_ns);
             e.last_ns = e.last_ns.max(meta.ts_ns);
             e.touched = now;
-            return;
+            return e.flags & FLAG_INITIATOR_B != 0;
         }
         if self.entries.len() >= self.max_flows {
             self.make_room(now);
         }
-        self.insert_new(hash, key, meta, now);
+        self.insert_new(hash, key, meta, now)
     }
 
     #[cold]
-    fn insert_new(&mut self, hash: u64, key: &FlowKey, meta: &PacketMeta, now: u32) {
+    fn insert_new(&mut self, hash: u64, key: &FlowKey, meta: &PacketMeta, now: u32) -> bool {
         let sender_is_b = meta.direction == Direction::BToA;
         let flags = if sender_is_b { FLAG_INITIATOR_B } else { 0 }
             | if meta.tcp_syn { FLAG_BY_SYN } else { 0 };
@@ -246,6 +247,7 @@ impl FlowTable {
         let hasher = &self.hasher;
         self.index
             .insert_unique(hash, pos, |&i| hasher.hash_one(entries[i as usize].key));
+        sender_is_b
     }
 
     /// Removes the entry at `pos`, moving the last entry into its place.

@@ -1,12 +1,20 @@
 //! Allocation accounting with a counting global allocator:
 //! - the per-record path (decode, protocol counters, flow table) allocates nothing, for known
 //!   flows and for new flows in a full table (evicting in batches);
-//! - bytes of heap per tracked flow (goal: <= 100), printed.
+//! - bytes of heap per tracked flow (goal: <= 100), printed;
+//! - with enrichment on, the count path (two identity lookups, the workload series) allocates
+//!   nothing once the series exist; bytes of heap per workload series, printed.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use netstream_enrich::{
+    IdentityIndex, IndexConfig, Member, MemberKind, SourceStats, Update, Workload, WorkloadId,
+    WorkloadKind,
+};
+use netstream_processor::enrichment::{Enrichment, EnrichmentOptions};
 use netstream_processor::record::Aggregate;
+use netstream_processor::workload::{SeriesKey, WorkloadTable};
 use netstream_wire::{Direction, Endpoint, FlowKey, KeyKind, PacketMeta, ValueEncoder};
 
 struct Counting;
@@ -123,5 +131,86 @@ fn hot_path_allocates_nothing_and_a_flow_costs_under_100_bytes() {
         "one /metrics render at {MAX} flows: {} bytes of text, {:.0} MiB of transient heap at peak",
         text.len(),
         peak as f64 / (1024.0 * 1024.0)
+    );
+
+    drop(text);
+
+    // Enrichment on: 1000 pods of 10 Deployments (10.0.x.y) talk to a Service (192.168.0.1);
+    // the other 99k sources are external.
+    let mut index = IdentityIndex::new(IndexConfig::default());
+    for i in 0..1000u32 {
+        let b = i.to_be_bytes();
+        index.apply(Update::Upsert(Member {
+            uid: format!("pod-{i}"),
+            kind: MemberKind::Pod,
+            namespace: "ns".into(),
+            name: format!("pod-{i}"),
+            workload: Workload::new("ns", &format!("w{}", i % 10), WorkloadKind::Deployment),
+            node: String::new(),
+            ips: vec![std::net::IpAddr::from([10, b[1], b[2], b[3]])],
+            from_ns: 0,
+            until_ns: None,
+            seen_ns: 0,
+        }));
+    }
+    index.apply(Update::Upsert(Member {
+        uid: "svc".into(),
+        kind: MemberKind::Service,
+        namespace: "ns".into(),
+        name: "svc".into(),
+        workload: Workload::new("ns", "svc", WorkloadKind::Service),
+        node: String::new(),
+        ips: vec![std::net::IpAddr::from([192, 168, 0, 1])],
+        from_ns: 0,
+        until_ns: None,
+        seen_ns: 0,
+    }));
+    let enrichment = Enrichment::new(
+        index,
+        &EnrichmentOptions::default(),
+        std::sync::Arc::new(SourceStats::default()),
+    );
+    let mut agg = Aggregate::new(MAX as usize, 300).with_enrichment(enrichment);
+    for (k, v) in &records[..MAX as usize] {
+        agg.record(Some(k), Some(v), 0).unwrap();
+    }
+    let series = agg.enrichment.as_ref().map(|e| e.series.len());
+    assert_eq!(
+        series,
+        Some(11),
+        "10 workloads and external, to the service"
+    );
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for (k, v) in &records[..MAX as usize] {
+        agg.record(Some(k), Some(v), 1).unwrap();
+    }
+    assert_eq!(
+        ALLOCS.load(Ordering::Relaxed) - before,
+        0,
+        "allocations with enrichment on, known flows and series"
+    );
+
+    // Heap per workload series (ids need not exist in an index to be counted).
+    const SERIES: u32 = 100_000;
+    let mut index = IdentityIndex::new(IndexConfig::default());
+    let mut table = WorkloadTable::new(SERIES as usize);
+    let live0 = LIVE.load(Ordering::Relaxed);
+    for i in 0..SERIES {
+        let key = SeriesKey {
+            src: WorkloadId(i),
+            dst: WorkloadId(i / 7),
+            protocol: 6,
+            dst_port: 443,
+        };
+        table.add(key, 100, 0, &mut index);
+    }
+    let per_series = (LIVE.load(Ordering::Relaxed) - live0) as f64 / f64::from(SERIES);
+    println!(
+        "heap per workload series at {SERIES} series: {per_series:.1} bytes (table heap {} bytes)",
+        table.heap_bytes()
+    );
+    assert!(
+        per_series <= 100.0,
+        "{per_series} bytes per workload series"
     );
 }

@@ -38,6 +38,14 @@ fn help_documents_every_flag() {
         "--branch-producer-config",
         "--commit-interval",
         "--connect-timeout",
+        "--enrichment",
+        "--identity-file",
+        "--enrichment-namespaces",
+        "--subnet-label",
+        "--workload-expiry",
+        "--max-workload-series",
+        "--flow-pod-labels",
+        "--enrichment-sync-timeout",
         "NETSTREAM_BROKERS",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
@@ -107,4 +115,64 @@ fn start_errors_name_the_fix() {
         out.contains("branch topic nobranch.tcp does not exist"),
         "{out}"
     );
+}
+
+#[test]
+fn enrichment_start_errors_name_the_fix() {
+    let base = [
+        "--brokers",
+        "127.0.0.1:1",
+        "--group",
+        "g",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--connect-timeout",
+        "1s",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("ids.yaml");
+    std::fs::write(
+        &bad,
+        "pods:\n  - {namespace: a, name: p, ips: [10.0.0.300]}\n",
+    )
+    .unwrap();
+    let bad = bad.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--enrichment", "file"], "needs --identity-file PATH"),
+        (
+            &["--identity-file", "/x.yaml"],
+            "only used with --enrichment file",
+        ),
+        (
+            &[
+                "--enrichment",
+                "file",
+                "--identity-file",
+                "/nonexistent/ids.yaml",
+            ],
+            "cannot read identity file /nonexistent/ids.yaml",
+        ),
+        (&["--enrichment", "file", "--identity-file", bad], bad),
+        (&["--subnet-label", "10.0.0.0/8"], "is not CIDR=NAME"),
+    ];
+    for (extra, needle) in cases {
+        let (code, out) = run(&[&base[..], extra].concat());
+        assert_eq!(code, 2, "{extra:?}: {out}");
+        assert!(out.contains(needle), "{extra:?}: {out}");
+        assert!(!out.contains("panicked"), "{out}");
+    }
+    // Kubernetes mode outside a cluster and without a kubeconfig: a clear error, not a hang.
+    let out = Command::new(common::PROCESSOR)
+        .args(base)
+        .args(["--enrichment", "kubernetes"])
+        .env("NETSTREAM_LOG_FORMAT", "text")
+        .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
+        .env("HOME", dir.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run processor");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("cannot build a Kubernetes client"), "{said}");
 }

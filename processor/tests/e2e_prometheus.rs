@@ -6,17 +6,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Processor, RawProducer};
+use common::Processor;
 use netstream_testkit::broker::Broker;
 use netstream_testkit::frames;
 use netstream_testkit::pcap::PcapWriter;
 use netstream_testkit::prometheus::Prometheus;
-use netstream_testkit::tools;
-use netstream_wire::{FrameParser, LinkType, PacketMeta, ValueEncoder};
 
 type Labels = (String, String, u16, String, u16);
 
@@ -138,68 +134,10 @@ fn capture() -> (PcapWriter, Expected) {
     (w, e)
 }
 
-fn probe_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("NETSTREAM_PROBE_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let sibling = PathBuf::from(common::PROCESSOR)
-        .parent()?
-        .join("netstream-probe");
-    sibling.is_file().then_some(sibling)
-}
-
 /// Replays the capture with the probe binary when it is built, else produces the same
-/// records directly (parsed and encoded by the wire crate, as the probe does).
-fn replay(broker: &Broker, topic: &str, w: &PcapWriter, e: &Expected) {
-    if let Some(probe) = probe_binary() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("e2e.pcap");
-        w.write_to(&path).unwrap();
-        let out = Command::new(&probe)
-            .args([
-                "--brokers",
-                &broker.bootstrap(),
-                "--topic",
-                topic,
-                "--metrics-addr",
-                "",
-            ])
-            .args(["--node-name", "e2e", "--pcap"])
-            .arg(&path)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run probe");
-        assert!(
-            out.status.success(),
-            "probe failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        eprintln!(
-            "replayed with {}: {}",
-            probe.display(),
-            String::from_utf8_lossy(&out.stdout).trim()
-        );
-    } else {
-        eprintln!(
-            "netstream-probe not built (cargo build -p netstream-probe); producing the same records directly"
-        );
-        let mut parser = FrameParser::default();
-        let mut enc = ValueEncoder::new("e2e", "e2e.pcap");
-        let mut p = RawProducer::new(&broker.bootstrap(), topic);
-        for (ts_us, frame, wire) in &e.frames {
-            let parsed = parser.parse(LinkType::Ethernet, frame);
-            let meta = PacketMeta {
-                direction: parsed.direction,
-                tcp_syn: parsed.tcp_syn,
-                link_type: 1,
-                wire_len: *wire,
-                ts_ns: ts_us * 1000,
-            };
-            p.send(Some(&parsed.key.to_vec()), Some(enc.encode(&meta, frame)));
-        }
-        p.flush();
-    }
+/// records directly.
+fn replay(broker: &Broker, topic: &str, _w: &PcapWriter, e: &Expected) {
+    common::replay_frames(broker, topic, &e.frames);
 }
 
 fn by_labels(samples: &[netstream_testkit::prometheus::Sample]) -> BTreeMap<Labels, u64> {
@@ -370,35 +308,7 @@ fn prometheus_sees_exact_counts_per_protocol_and_flow() {
 
     // promtool lints the exposition.
     let (_, text) = proc_.get("/metrics").unwrap();
-    match tools::find("promtool", "NETSTREAM_PROMTOOL") {
-        None => tools::skip("promtool not found (apt-get install prometheus)"),
-        Some(promtool) => {
-            use std::io::Write;
-            let mut child = Command::new(promtool)
-                .args(["check", "metrics"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
-            let said = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(
-                out.status.success() && said.trim().is_empty(),
-                "promtool: {said}"
-            );
-        }
-    }
+    common::promtool_check(&text);
     let logs = proc_.stop();
     assert!(!logs.contains("panicked"), "{logs}");
 }

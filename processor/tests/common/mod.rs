@@ -9,8 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use netstream_testkit::broker::Broker;
+use netstream_testkit::pcap::PcapWriter;
 use netstream_testkit::prometheus::http_get;
-use netstream_wire::{Direction, Endpoint, FlowKey, KeyKind, PacketMeta, ValueEncoder};
+use netstream_wire::{
+    Direction, Endpoint, FlowKey, FrameParser, KeyKind, LinkType, PacketMeta, ValueEncoder,
+};
 use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::message::DeliveryResult;
@@ -389,4 +393,107 @@ pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The probe binary: `NETSTREAM_PROBE_BIN`, else the one built beside the processor.
+pub fn probe_binary() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("NETSTREAM_PROBE_BIN") {
+        return Some(std::path::PathBuf::from(p));
+    }
+    let sibling = std::path::PathBuf::from(PROCESSOR)
+        .parent()?
+        .join("netstream-probe");
+    sibling.is_file().then_some(sibling)
+}
+
+/// Replays Ethernet frames `(ts_us, frame, wire_len)` into `topic`: as a pcap through the probe
+/// binary when it is built, else as the same records produced directly (parsed and encoded by
+/// the wire crate, as the probe does).
+pub fn replay_frames(broker: &Broker, topic: &str, frames: &[(u64, Vec<u8>, u32)]) {
+    if let Some(probe) = probe_binary() {
+        let mut w = PcapWriter::ethernet();
+        for (ts, frame, wire) in frames {
+            w.packet_cut(*ts, frame, *wire);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replay.pcap");
+        w.write_to(&path).unwrap();
+        let out = Command::new(&probe)
+            .args([
+                "--brokers",
+                &broker.bootstrap(),
+                "--topic",
+                topic,
+                "--metrics-addr",
+                "",
+            ])
+            .args(["--node-name", "e2e", "--pcap"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run probe");
+        assert!(
+            out.status.success(),
+            "probe failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "replayed with {}: {}",
+            probe.display(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    } else {
+        eprintln!(
+            "netstream-probe not built (cargo build -p netstream-probe); producing the same records directly"
+        );
+        let mut parser = FrameParser::default();
+        let mut enc = ValueEncoder::new("e2e", "replay.pcap");
+        let mut p = RawProducer::new(&broker.bootstrap(), topic);
+        for (ts_us, frame, wire) in frames {
+            let parsed = parser.parse(LinkType::Ethernet, frame);
+            let meta = PacketMeta {
+                direction: parsed.direction,
+                tcp_syn: parsed.tcp_syn,
+                link_type: 1,
+                wire_len: *wire,
+                ts_ns: ts_us * 1000,
+            };
+            p.send(Some(&parsed.key.to_vec()), Some(enc.encode(&meta, frame)));
+        }
+        p.flush();
+    }
+}
+
+/// Runs `promtool check metrics` on an exposition; skips cleanly when promtool is absent.
+pub fn promtool_check(text: &str) {
+    use netstream_testkit::tools;
+    use std::io::Write;
+    let Some(promtool) = tools::find("promtool", "NETSTREAM_PROMTOOL") else {
+        tools::skip("promtool not found (apt-get install prometheus)");
+        return;
+    };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
 }
