@@ -31,15 +31,17 @@ use crate::member::{Member, MemberKind, Update};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("cannot read identity file {path}: {source}")]
+    // The cause is part of the message (not a `source()`), so it is printed once whatever
+    // the caller's error formatting.
+    #[error("cannot read identity file {path}: {error}")]
     Read {
         path: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("identity file {path}: {source}")]
+    #[error("identity file {path}: {error}")]
     Parse {
         path: String,
-        source: serde_yaml::Error,
+        error: serde_yaml::Error,
     },
     #[error("identity file {path}: {what}")]
     Invalid { path: String, what: String },
@@ -178,12 +180,12 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
 impl IdentityFile {
     pub fn load(path: &Path) -> Result<IdentityFile, FileError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| FileError::Read {
             path: name.clone(),
-            source,
+            error,
         })?;
         Self::parse(&text).map_err(|e| match e {
-            FileError::Parse { source, .. } => FileError::Parse { path: name, source },
+            FileError::Parse { error, .. } => FileError::Parse { path: name, error },
             FileError::Invalid { what, .. } => FileError::Invalid { path: name, what },
             other => other,
         })
@@ -194,9 +196,9 @@ impl IdentityFile {
         let file: IdentityFile = if text.trim().is_empty() {
             IdentityFile::default()
         } else {
-            serde_yaml::from_str(text).map_err(|source| FileError::Parse {
+            serde_yaml::from_str(text).map_err(|error| FileError::Parse {
                 path: String::new(),
-                source,
+                error,
             })?
         };
         Ok(file)

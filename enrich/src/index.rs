@@ -131,6 +131,8 @@ struct WorkloadSlot {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IndexStats {
     pub members_live: usize,
+    /// Live members by kind: pods, services, nodes.
+    pub live_by_kind: [usize; 3],
     /// Live plus dead members still referenced by history.
     pub members: usize,
     pub addresses: usize,
@@ -325,8 +327,17 @@ impl IdentityIndex {
 
     pub fn stats(&self) -> IndexStats {
         let members = self.members.iter().flatten();
+        let mut live_by_kind = [0usize; 3];
+        for m in members.clone().filter(|m| m.live) {
+            live_by_kind[match m.kind {
+                MemberKind::Pod => 0,
+                MemberKind::Service => 1,
+                MemberKind::Node => 2,
+            }] += 1;
+        }
         IndexStats {
-            members_live: members.clone().filter(|m| m.live).count(),
+            members_live: live_by_kind.iter().sum(),
+            live_by_kind,
             members: members.count(),
             addresses: self.v4.len() + self.v6.len(),
             intervals: self.v4.values().map(Slot::len).sum::<usize>()

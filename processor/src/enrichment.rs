@@ -149,26 +149,7 @@ impl Enrichment {
 
     /// Live members by kind `[pod, service, node]`.
     pub fn live_members(&self) -> [usize; 3] {
-        let stats = self.index.stats();
-        let mut out = [0usize; 3];
-        let mut seen = 0usize;
-        let mut id = 0u32;
-        // Member ids are dense positions of the index's arena: walk them until every member
-        // the stats count has been seen.
-        while seen < stats.members && id < u32::MAX {
-            if let Some(m) = self.index.member(MemberId(id)) {
-                seen += 1;
-                if m.live {
-                    out[match m.kind {
-                        MemberKind::Pod => 0,
-                        MemberKind::Service => 1,
-                        MemberKind::Node => 2,
-                    }] += 1;
-                }
-            }
-            id += 1;
-        }
-        out
+        self.index.stats().live_by_kind
     }
 
     pub fn removed(&self, reason: RemoveReason) -> u64 {
