@@ -34,10 +34,7 @@ pub enum FileError {
     // The cause is part of the message (not a `source()`), so it is printed once whatever
     // the caller's error formatting.
     #[error("cannot read identity file {path}: {error}")]
-    Read {
-        path: String,
-        error: std::io::Error,
-    },
+    Read { path: String, error: std::io::Error },
     #[error("identity file {path}: {error}")]
     Parse {
         path: String,
