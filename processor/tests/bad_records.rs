@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Processor, RawProducer, Traffic, wait_until};
+use common::{Processor, RawProducer, Traffic, committed, wait_until};
 use netstream_testkit::broker::Broker;
 use netstream_wire::{Direction, Endpoint, FlowKey, KeyKind};
 
@@ -274,28 +274,6 @@ impl rdkafka::producer::ProducerContext for AckContext {
                 .push(format!("partition {}: {e}", m.partition())),
         }
     }
-}
-
-/// Committed offsets of `group` on `partitions` partitions of `topic` (-1001 = none).
-fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = c
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    got.elements()
-        .iter()
-        .map(|e| (e.partition(), e.offset().to_raw().unwrap_or(-1)))
-        .collect()
 }
 
 /// Hostile input on four partitions at once: random garbage keys and values, truncated and
