@@ -317,7 +317,9 @@ fn hostile_records_on_several_partitions_are_counted_by_reason_and_committed_pas
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut valid = Traffic::default();
     let mut want_invalid: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut records: Vec<(i32, Option<Vec<u8>>, Option<Vec<u8>>)> = Vec::new();
+    // (partition, key, value)
+    type Raw = (i32, Option<Vec<u8>>, Option<Vec<u8>>);
+    let mut records: Vec<Raw> = Vec::new();
     let mut oversized_valid = 0u64;
     for p in 0..PARTITIONS {
         for round in 0..ROUNDS {

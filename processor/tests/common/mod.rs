@@ -107,6 +107,11 @@ impl Processor {
         Metrics::parse(&body)
     }
 
+    /// The exit status, if the processor has exited (it must not, in fault tests).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
