@@ -595,3 +595,156 @@ fn probe_and_processor_survive_a_real_broker_crash_and_restart() {
     let logs = proc_.stop();
     assert!(!logs.contains("panicked"), "{logs}");
 }
+
+/// Sends `n` UDP datagrams from inside the namespace across the veth to the probe's side.
+fn send_udp(ns: &str, first: u32, n: u32) {
+    let sender = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('198.18.0.2',40001))\n\
+         for i in range({first}, {}): s.sendto(b'outage-%08d' % i, ('198.18.0.1', 40999))\n",
+        first + n
+    );
+    let status = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &sender])
+        .status()
+        .expect("run sender");
+    assert!(status.success(), "sender failed");
+}
+
+/// Live capture through the same proxied outage: the probe never stalls the capture, so what
+/// does not fit its queue while the broker is away is dropped and counted (`queue_full`);
+/// captured = delivered + dropped, and the processor counts exactly what was delivered.
+#[test]
+fn live_probe_drops_by_reason_during_a_broker_outage_and_the_rest_is_counted() {
+    let Some(bin) = probe_binary() else {
+        return;
+    };
+    let net = match netstream_testkit::netns::Netns::create("fo") {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot create a network namespace here ({e})");
+            return;
+        }
+    };
+    let Some((broker, mut proxy)) = Broker::start_behind_proxy() else {
+        return;
+    };
+    let topic = "outage-live";
+    broker
+        .create_topic(topic, PARTITIONS)
+        .expect("create topic");
+    let brokers = proxy.addr().to_string();
+    let proc_ = Processor::start(&brokers, topic, "outage-live", &[]);
+
+    let metrics = http::free_addr();
+    let child = Command::new(&bin)
+        .args(["--brokers", &brokers, "--topic", topic])
+        .args(["--interface", &net.host_if])
+        .args(["--filter", "udp and dst port 40999"])
+        .args(["--metrics-addr", &metrics.to_string()])
+        .args(["--queue-size", &QUEUE.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start probe");
+    let probe = KillOnDrop::new(child);
+    assert!(
+        http::wait_ok(metrics, "/readyz", Duration::from_secs(20)),
+        "probe never became ready"
+    );
+    let label = net.host_if.clone();
+    let sample = || -> (ProbeSample, u64, u64) {
+        let m = http::get(metrics, "/metrics")
+            .map(|(_, b)| Metrics::parse(&b))
+            .unwrap_or_default();
+        let reason = |r: &str| {
+            m.sum(
+                "netstream_probe_packets_dropped_total",
+                &[("interface", &label), ("reason", r)],
+            ) as u64
+        };
+        let captured = m.sum("netstream_probe_packets_captured_total", &[]) as u64;
+        (
+            probe_sample(&m),
+            captured,
+            reason("queue_full") + reason("produce_error"),
+        )
+    };
+
+    // Before: everything delivered and counted.
+    const BEFORE: u32 = 2_000;
+    const DURING: u32 = 10_000;
+    send_udp(&net.ns, 0, BEFORE);
+    wait_until(Duration::from_secs(30), "first traffic delivered", || {
+        sample().0.delivered == u64::from(BEFORE)
+    });
+
+    // During: more traffic than the queue holds.
+    proxy.down();
+    let down_at = Instant::now();
+    send_udp(&net.ns, BEFORE, DURING);
+    let mut peak_queue = 0;
+    while down_at.elapsed() < OUTAGE {
+        peak_queue = peak_queue.max(sample().0.queue);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (in_outage, captured_in_outage, dropped_in_outage) = sample();
+    proxy.up().expect("proxy listens again");
+    let up_at = Instant::now();
+
+    // After: the queue drains; every captured packet is delivered or dropped with a reason.
+    wait_until(Duration::from_secs(60), "the queue drains", || {
+        let (s, captured, dropped) = sample();
+        captured == u64::from(BEFORE + DURING) && s.delivered + dropped == captured
+    });
+    let drained = up_at.elapsed();
+    let (after, captured, dropped) = sample();
+    wait_until(Duration::from_secs(60), "the processor counts it", || {
+        consumed(&proc_) >= after.delivered
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let counted = consumed(&proc_);
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &probe.id().to_string()])
+        .status();
+    let out = probe.into_inner().wait_with_output().expect("probe exit");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "live outage ({:.1}s, proxy): sent {}, captured {captured}, delivered {}, dropped \
+         {dropped} (queue_full {}; {dropped_in_outage} of them during the outage, when \
+         {captured_in_outage} were captured and {} delivered); queue gauge peaked at \
+         {peak_queue} (bound {QUEUE}); queue drained {:.2}s after the broker came back; \
+         processor counted {counted}; probe: {}",
+        OUTAGE.as_secs_f64(),
+        BEFORE + DURING,
+        after.delivered,
+        after.dropped,
+        in_outage.delivered,
+        drained.as_secs_f64(),
+        stdout.trim(),
+    );
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(peak_queue <= QUEUE, "queue gauge {peak_queue} over {QUEUE}");
+    assert!(
+        dropped > 0,
+        "more traffic than the queue holds was sent during the outage"
+    );
+    assert_eq!(
+        after.dropped, dropped,
+        "every drop has a reason (queue_full or produce_error), none from the kernel"
+    );
+    assert_eq!(
+        captured,
+        after.delivered + dropped,
+        "captured = delivered + dropped"
+    );
+    assert_eq!(
+        counted, after.delivered,
+        "every delivered record counted once"
+    );
+}
