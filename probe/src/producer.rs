@@ -177,6 +177,10 @@ pub fn default_config(brokers: &str, queue_size: u32) -> Vec<(&'static str, Stri
         // resumed up to ~7 s after the broker came back (processor/tests/outage.rs), and a live
         // probe drops (queue_full) for all of that time.
         ("reconnect.backoff.max.ms", "1000".into()),
+        // librdkafka producers ask brokers to create unknown topics; tansu does (with its own
+        // partition count), so a mistyped --topic, or a broker that lost its topics, silently
+        // got a new topic instead of the "create it first" error at start.
+        ("allow.auto.create.topics", "false".into()),
     ]
 }
 
