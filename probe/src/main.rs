@@ -11,7 +11,7 @@ use clap::Parser;
 use netstream_probe::cli::Args;
 use netstream_probe::metrics::ProbeMetrics;
 use netstream_probe::pipeline::{Ended, RunTotals, SourceRun};
-use netstream_probe::producer::{Backpressure, ProbeProducer};
+use netstream_probe::producer::{Backpressure, ProbeProducer, StallWatch};
 use netstream_probe::progress::Progress;
 use netstream_probe::source::{self, LiveOptions};
 use netstream_runtime::http::{self, Health};
@@ -34,6 +34,25 @@ fn node_name(args: &Args) -> String {
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "unknown".into())
     })
+}
+
+/// Publishes the queue depth and stops every source when the producer has stalled.
+fn sample_queue(
+    producer: &ProbeProducer,
+    metrics: &ProbeMetrics,
+    watch: &mut StallWatch,
+    stop: &AtomicBool,
+    stalled: &AtomicBool,
+) {
+    let in_flight = producer.in_flight();
+    metrics.queue_depth.set(i64::from(in_flight));
+    if !stalled.load(Ordering::Relaxed)
+        && watch.stalled(producer.delivered(), in_flight, Instant::now())
+    {
+        tracing::error!(in_flight, limit = ?producer.stall_limit, "the Kafka producer holds records but delivered none for too long; stopping");
+        stalled.store(true, Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
+    }
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -112,6 +131,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     health.set_ready(true);
 
     let totals = Arc::new(RunTotals::default());
+    let stalled = AtomicBool::new(false);
     let started = Instant::now();
     let mut truncated = Vec::new();
 
@@ -129,32 +149,51 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 format!("replaying {} file(s)", files.len()),
             )
         });
-        for (index, file) in files.iter_mut().enumerate() {
-            let run = SourceRun {
-                index,
-                counters: counters[index].clone(),
-                producer: &producer,
-                backpressure: Backpressure::Wait,
-                sampling: args.sampling,
-                node: &node,
-                stop: &stop,
-                totals: totals.clone(),
-            };
-            match run
-                .run(file)
-                .with_context(|| format!("reading {}", file.label))?
-            {
-                Ended::Done => {}
-                Ended::Truncated(msg) => {
-                    tracing::warn!(file = %file.label, %msg, "capture file ends in the middle of a packet; the partial packet is skipped");
-                    truncated.push(file.label.clone());
+        // The queue gauge is sampled while replaying too: during a broker outage it is the
+        // back-pressure a user sees (it stayed 0 until the end of the replay before).
+        let replaying = AtomicBool::new(true);
+        let replayed = std::thread::scope(|s| -> anyhow::Result<()> {
+            s.spawn(|| {
+                let mut watch = StallWatch::new(producer.stall_limit);
+                while replaying.load(Ordering::Relaxed) {
+                    sample_queue(&producer, &metrics, &mut watch, &stop, &stalled);
+                    // Short, so the end of the replay is not held up waiting for this thread.
+                    std::thread::sleep(Duration::from_millis(20));
                 }
-            }
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-        }
+            });
+            let result = (|| -> anyhow::Result<()> {
+                for (index, file) in files.iter_mut().enumerate() {
+                    let run = SourceRun {
+                        index,
+                        counters: counters[index].clone(),
+                        producer: &producer,
+                        backpressure: Backpressure::Wait,
+                        sampling: args.sampling,
+                        node: &node,
+                        stop: &stop,
+                        totals: totals.clone(),
+                    };
+                    match run
+                        .run(file)
+                        .with_context(|| format!("reading {}", file.label))?
+                    {
+                        Ended::Done => {}
+                        Ended::Truncated(msg) => {
+                            tracing::warn!(file = %file.label, %msg, "capture file ends in the middle of a packet; the partial packet is skipped");
+                            truncated.push(file.label.clone());
+                        }
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+                Ok(())
+            })();
+            replaying.store(false, Ordering::Relaxed);
+            result
+        });
         drop(progress);
+        replayed?;
     } else {
         std::thread::scope(|s| {
             let offset = files.len();
@@ -179,8 +218,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }));
             }
             // Sample the queue depth while capturing.
+            let mut watch = StallWatch::new(producer.stall_limit);
             while handles.iter().any(|h| !h.is_finished()) {
-                metrics.queue_depth.set(i64::from(producer.in_flight()));
+                sample_queue(&producer, &metrics, &mut watch, &stop, &stalled);
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
@@ -190,7 +230,13 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let flushed = producer.flush(args.flush_timeout);
+    let stalled = stalled.load(Ordering::Relaxed);
+    // A stalled producer will not flush either.
+    let flushed = producer.flush(if stalled {
+        Duration::ZERO
+    } else {
+        args.flush_timeout
+    });
     metrics.queue_depth.set(i64::from(producer.in_flight()));
     let _ = shutdown_tx.send(true);
 
@@ -198,12 +244,15 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let read = t.read.load(Ordering::Relaxed);
     let produced = t.produced.load(Ordering::Relaxed);
     let delivered = producer.totals.delivered.load(Ordering::Relaxed);
-    let failed = producer.totals.failed.load(Ordering::Relaxed)
+    let delivery_failed = producer.totals.failed.load(Ordering::Relaxed);
+    // Records with no delivery report at all; those with a failed report are already counted
+    // (they were counted twice before).
+    let failed = delivery_failed
         + t.refused.load(Ordering::Relaxed)
         + if flushed {
             0
         } else {
-            produced.saturating_sub(delivered)
+            produced.saturating_sub(delivered + delivery_failed)
         };
     let dropped = t.queue_full.load(Ordering::Relaxed)
         + t.kernel_drops.load(Ordering::Relaxed)
@@ -221,7 +270,17 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         read as f64 / secs.max(1e-9),
     );
-    if !flushed {
+    if let Some(fatal) = producer.fatal_error() {
+        eprintln!(
+            "netstream-probe: error: the Kafka producer failed for good ({fatal}); it stopped capturing because no record could be sent any more: run it again (under Kubernetes the container is restarted)"
+        );
+    } else if stalled {
+        eprintln!(
+            "netstream-probe: error: the Kafka producer delivered nothing for {:?} while holding {} record(s); it stopped capturing: run it again (under Kubernetes the container is restarted), and check the broker if this repeats",
+            producer.stall_limit,
+            producer.in_flight()
+        );
+    } else if !flushed {
         eprintln!(
             "netstream-probe: error: {} record(s) were not acknowledged within --flush-timeout {:?}; is the broker at {} up?",
             producer.in_flight(),

@@ -131,6 +131,15 @@ impl SourceRun<'_> {
                     self.counters.drop_produce_error.inc();
                     t.refused.fetch_add(1, Ordering::Relaxed);
                 }
+                Enqueued::Fatal => {
+                    // Every later packet would fail too: stop every source and exit non-zero
+                    // (main reports it), so the probe is restarted with a fresh producer rather
+                    // than counting all traffic as produce_error from now on.
+                    self.counters.drop_produce_error.inc();
+                    t.refused.fetch_add(1, Ordering::Relaxed);
+                    self.stop.store(true, Ordering::Relaxed);
+                    break;
+                }
             }
         }
         if live {

@@ -93,6 +93,8 @@ pub enum Enqueued {
     Ok,
     QueueFull,
     Failed,
+    /// The producer hit a fatal error and refuses every record from now on.
+    Fatal,
 }
 
 pub struct ProbeProducer {
@@ -100,6 +102,58 @@ pub struct ProbeProducer {
     topic: String,
     pub totals: Arc<DeliveryTotals>,
     log_limit: RateLimit,
+    /// How long librdkafka may hold records without reporting any of them (see [`StallWatch`]).
+    pub stall_limit: Duration,
+}
+
+/// Notices a producer that holds records but delivers none of them for longer than
+/// librdkafka's own timeouts. Measured after a broker lost its state (tansu SIGKILLed and
+/// restarted on the same port): librdkafka's idempotent producer sometimes never delivers again
+/// although the broker is back and accepts other clients; it only times records out (with
+/// message.timeout.ms=5000: 2000 every 5 s, for minutes), or with the defaults held
+/// --queue-size records for 10+ minutes without reporting anything. A replay would crawl or
+/// wait forever and a live capture would drop everything, so the probe stops and exits
+/// non-zero to be restarted with a fresh producer. The cost: a broker outage longer than the
+/// limit (by default 120 s + 30 s + 5 s) also ends the probe, which then retries from scratch.
+#[derive(Debug)]
+pub struct StallWatch {
+    limit: Duration,
+    delivered: u64,
+    since: Instant,
+}
+
+impl StallWatch {
+    pub fn new(limit: Duration) -> Self {
+        StallWatch {
+            limit,
+            delivered: 0,
+            since: Instant::now(),
+        }
+    }
+
+    /// `delivered`: records acknowledged so far; `in_flight`: records held. True once nothing
+    /// was delivered for `limit` while records were held.
+    pub fn stalled(&mut self, delivered: u64, in_flight: i32, now: Instant) -> bool {
+        if delivered != self.delivered || in_flight <= 0 {
+            self.delivered = delivered;
+            self.since = now;
+            return false;
+        }
+        now.saturating_duration_since(self.since) > self.limit
+    }
+}
+
+/// A working producer delivers or times out every record within message.timeout.ms, plus a
+/// request already in flight (request.timeout.ms); a margin on top.
+fn stall_limit(config: &std::collections::BTreeMap<String, String>) -> Duration {
+    let ms = |k: &str, default: u64| {
+        config
+            .get(k)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(default)
+    };
+    Duration::from_millis(ms("message.timeout.ms", 300_000) + ms("request.timeout.ms", 30_000))
+        + Duration::from_secs(5)
 }
 
 /// Defaults chosen for a packet firehose: big lz4 batches, a short linger, no loss or
@@ -119,6 +173,14 @@ pub fn default_config(brokers: &str, queue_size: u32) -> Vec<(&'static str, Stri
         ("queue.buffering.max.messages", queue_size.to_string()),
         ("queue.buffering.max.kbytes", "262144".into()),
         ("message.timeout.ms", "120000".into()),
+        // Retry a lost broker at least every second: with librdkafka's 10 s default a replay
+        // resumed up to ~7 s after the broker came back (processor/tests/outage.rs), and a live
+        // probe drops (queue_full) for all of that time.
+        ("reconnect.backoff.max.ms", "1000".into()),
+        // librdkafka producers ask brokers to create unknown topics; tansu does (with its own
+        // partition count), so a mistyped --topic, or a broker that lost its topics, silently
+        // got a new topic instead of the "create it first" error at start.
+        ("allow.auto.create.topics", "false".into()),
     ]
 }
 
@@ -160,6 +222,7 @@ impl ProbeProducer {
             topic: topic.to_string(),
             totals,
             log_limit: RateLimit::default(),
+            stall_limit: stall_limit(&config),
         })
     }
 
@@ -186,6 +249,12 @@ impl ProbeProducer {
                     }
                     std::thread::sleep(Duration::from_micros(200));
                 }
+                // An idempotent producer cannot go on after e.g. the broker forgot its producer
+                // id (a broker that lost its state, measured with tansu restarted): librdkafka
+                // refuses every record from then on, so the caller must stop.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::Fatal), _)) => {
+                    return Enqueued::Fatal;
+                }
                 Err((error, _)) => {
                     warn_limited!(self.log_limit, %error, "record refused by the Kafka producer (counted as produce_error)");
                     return Enqueued::Failed;
@@ -199,10 +268,27 @@ impl ProbeProducer {
         self.inner.in_flight_count()
     }
 
+    /// Records acknowledged so far.
+    pub fn delivered(&self) -> u64 {
+        self.totals.delivered.load(Ordering::Relaxed)
+    }
+
+    /// librdkafka's fatal error, if one happened: the producer is unusable after it.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.inner
+            .client()
+            .fatal_error()
+            .map(|(code, reason)| format!("{code}: {reason}"))
+    }
+
     /// Waits up to `timeout` for every queued record to be acknowledged (or to fail).
     pub fn flush(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
+            // After a fatal error the queued records never complete: do not wait for them.
+            if self.fatal_error().is_some() {
+                return self.inner.in_flight_count() == 0;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             let _ = self.inner.flush(left.min(Duration::from_millis(500)));
             if self.inner.in_flight_count() == 0 {
@@ -253,4 +339,43 @@ pub fn bare_producer(
         cc.set(k, v);
     }
     Ok(cc.create()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stall_is_no_delivery_while_records_are_held_for_longer_than_the_limit() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut w = StallWatch::new(s(10));
+        assert!(!w.stalled(5, 100, t0));
+        assert!(!w.stalled(5, 100, t0 + s(10)));
+        assert!(w.stalled(5, 100, t0 + s(11)), "nothing delivered for 11 s");
+        assert!(!w.stalled(6, 100, t0 + s(12)), "a delivery is progress");
+        assert!(
+            !w.stalled(6, 0, t0 + s(30)),
+            "an empty queue is idle, not stalled"
+        );
+        assert!(!w.stalled(6, 5, t0 + s(35)));
+        assert!(w.stalled(6, 5, t0 + s(46)));
+    }
+
+    #[test]
+    fn stall_limit_follows_the_timeouts() {
+        let c = |kv: &[(&str, &str)]| {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(stall_limit(&c(&[])), Duration::from_secs(335));
+        assert_eq!(
+            stall_limit(&c(&[
+                ("message.timeout.ms", "5000"),
+                ("request.timeout.ms", "5000")
+            ])),
+            Duration::from_secs(15)
+        );
+    }
 }

@@ -69,7 +69,7 @@ pub struct Args {
     /// Extra librdkafka consumer property key=value (repeatable); overrides the defaults
     /// (fetch.wait.max.ms=10, fetch.queue.backoff.ms=10,
     /// partition.assignment.strategy=cooperative-sticky, auto.offset.reset=earliest,
-    /// session.timeout.ms=10000, heartbeat.interval.ms=1000).
+    /// session.timeout.ms=10000, heartbeat.interval.ms=1000, reconnect.backoff.max.ms=1000).
     /// enable.auto.offset.store cannot be changed. In NETSTREAM_CONSUMER_CONFIG, separate
     /// properties with ';' (values may hold commas).
     #[arg(long = "consumer-config", env = "NETSTREAM_CONSUMER_CONFIG", value_delimiter = ';',

@@ -55,6 +55,12 @@ pub fn default_config(brokers: &str, group: &str) -> Vec<(&'static str, String)>
         // assignment, assigns in ~5 s).
         ("session.timeout.ms", "10000".to_string()),
         ("heartbeat.interval.ms", "1000".to_string()),
+        // Retry a lost broker at least every second. librdkafka's 10 s default backs off so far
+        // during an outage that, once the broker is back, the consumer stays away long enough
+        // for its session to time out: measured (tests/outage.rs) with a 4 s outage, counting
+        // resumed 5-12 s after the broker returned, the partitions were lost and ~30-50 k
+        // uncommitted records counted twice; with 1 s it resumes in under 1 s and keeps them.
+        ("reconnect.backoff.max.ms", "1000".to_string()),
     ]
 }
 

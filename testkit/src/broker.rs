@@ -13,11 +13,15 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+use crate::proxy::Proxy;
 use crate::tools;
 
 pub struct Broker {
     child: Child,
     addr: SocketAddr,
+    bin: std::path::PathBuf,
+    /// What tansu tells clients to connect to (a [`Proxy`] in front of it, or itself).
+    advertised: SocketAddr,
 }
 
 /// One record read back from a topic.
@@ -33,32 +37,73 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+fn tansu() -> Option<std::path::PathBuf> {
+    let found = tools::find("tansu", "NETSTREAM_TANSU");
+    if found.is_none() {
+        tools::skip(
+            "tansu broker not found (set NETSTREAM_TANSU or run scripts/test, which installs it)",
+        );
+    }
+    found
+}
+
 impl Broker {
     /// Starts tansu, or returns `None` (after [`tools::skip`]) when it is not installed.
     pub fn start() -> Option<Broker> {
-        let Some(bin) = tools::find("tansu", "NETSTREAM_TANSU") else {
-            tools::skip(
-                "tansu broker not found (set NETSTREAM_TANSU or run scripts/test, which installs it)",
-            );
-            return None;
+        let bin = tansu()?;
+        let start = || {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+            Self::start_with(&bin, addr, addr)
         };
-        match Self::start_with(&bin) {
+        match start() {
             Ok(b) => Some(b),
             Err(e) => panic!("tansu at {} did not start: {e:#}", bin.display()),
         }
     }
 
-    fn start_with(bin: &std::path::Path) -> anyhow::Result<Broker> {
-        let port = free_port()?;
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        let url = format!("tcp://127.0.0.1:{port}");
+    /// Starts tansu behind a [`Proxy`] that it advertises as its address, so every client
+    /// connection goes through the proxy (for outage tests: `proxy.down()` / `proxy.up()`).
+    /// Clients bootstrap from `proxy.addr()`.
+    pub fn start_behind_proxy() -> Option<(Broker, Proxy)> {
+        let bin = tansu()?;
+        let start = || -> anyhow::Result<(Broker, Proxy)> {
+            let front = TcpListener::bind("127.0.0.1:0")?;
+            let advertised = front.local_addr()?;
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+            let broker = Self::start_with(&bin, addr, advertised)?;
+            let proxy = Proxy::start(front, addr)?;
+            Ok((broker, proxy))
+        };
+        match start() {
+            Ok(b) => Some(b),
+            Err(e) => panic!("tansu at {} did not start: {e:#}", bin.display()),
+        }
+    }
+
+    /// Kills tansu (SIGKILL) and starts it again on the same port. Its storage is in memory:
+    /// every topic, record, committed offset and group is gone afterwards.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        let fresh = Self::start_with(&self.bin, self.addr, self.advertised)?;
+        // Swap in the new child; the old (already reaped) one is dropped with `fresh`.
+        *self = fresh;
+        Ok(())
+    }
+
+    fn start_with(
+        bin: &std::path::Path,
+        addr: SocketAddr,
+        advertised: SocketAddr,
+    ) -> anyhow::Result<Broker> {
+        let url = format!("tcp://{addr}");
+        let advertised_url = format!("tcp://{advertised}");
         let child = Command::new(bin)
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised_url,
                 "--storage-engine",
                 "memory://tansu/",
             ])
@@ -68,7 +113,12 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .context("spawning tansu")?;
-        let mut broker = Broker { child, addr };
+        let mut broker = Broker {
+            child,
+            addr,
+            bin: bin.to_path_buf(),
+            advertised,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             if let Some(status) = broker.child.try_wait()? {
@@ -87,7 +137,17 @@ impl Broker {
         self.addr.to_string()
     }
 
-    /// Stops the broker now (for outage tests).
+    /// The address tansu advertises to clients (the proxy's, when behind one).
+    pub fn advertised(&self) -> SocketAddr {
+        self.advertised
+    }
+
+    /// The process id (e.g. to SIGKILL it from a test).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the broker now (SIGKILL, for outage tests).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -95,11 +155,26 @@ impl Broker {
 
     /// Creates a topic with `partitions` partitions.
     pub fn create_topic(&self, name: &str, partitions: i32) -> anyhow::Result<()> {
+        self.create_topic_with(name, partitions, &[])
+    }
+
+    /// Creates a topic with `partitions` partitions and topic configs (e.g.
+    /// `("max.message.bytes", "2000000")`).
+    pub fn create_topic_with(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap())
             .create()?;
+        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        for (k, v) in configs {
+            topic = topic.set(k, v);
+        }
         let results = block_on(admin.create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &[topic],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
         ))?;
         for r in results {

@@ -3,6 +3,7 @@
 //! - [`broker`]: a real tansu broker (Kafka protocol) on a free loopback port.
 //! - [`pcap`]: writes classic pcap files with exactly known content.
 //! - [`frames`]: builds frames with etherparse.
+//! - [`proxy`]: a TCP proxy in front of the broker that can cut and refuse connections.
 //! - [`prometheus`]: a real Prometheus server scraping given targets, and its query API.
 //! - [`netns`]: a veth pair into a network namespace, for live capture.
 //! - [`tools`]: finds the external tools tests need, skipping (or failing under
@@ -15,4 +16,5 @@ pub mod netns;
 pub mod pcap;
 pub mod process;
 pub mod prometheus;
+pub mod proxy;
 pub mod tools;

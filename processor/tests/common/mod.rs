@@ -50,9 +50,16 @@ impl Processor {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("processor.log");
         let addr = format!("127.0.0.1:{}", free_port());
+        // A quick commit interval unless the test picks its own.
+        let commit: &[&str] = if extra.contains(&"--commit-interval") {
+            &[]
+        } else {
+            &["--commit-interval", "200ms"]
+        };
         let child = Command::new(PROCESSOR)
             .args(["--brokers", brokers, "--topic", topic, "--group", group])
-            .args(["--metrics-addr", &addr, "--commit-interval", "200ms"])
+            .args(["--metrics-addr", &addr])
+            .args(commit)
             .args(FAST_GROUP)
             .args(extra)
             .env("NETSTREAM_LOG_FORMAT", "text")
@@ -102,6 +109,11 @@ impl Processor {
         let (status, body) = self.get("/metrics").expect("GET /metrics");
         assert_eq!(status, 200, "{body}");
         Metrics::parse(&body)
+    }
+
+    /// The exit status, if the processor has exited (it must not, in fault tests).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     pub fn pid(&self) -> u32 {
@@ -496,4 +508,27 @@ pub fn promtool_check(text: &str) {
         out.status.success() && said.trim().is_empty(),
         "promtool: {said}"
     );
+}
+
+/// Committed offsets of `group` on partitions `0..partitions` of `topic`, read with a consumer
+/// that does not join the group (OffsetFetch only). A partition without one maps to -1001.
+pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("offset reader");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    got.elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset().to_raw().unwrap_or(-1)))
+        .collect()
 }
