@@ -475,7 +475,7 @@ def test_notes(rendered):
     notes = rendered["default"]["notes"]
     assert "kubectl -n netstream-system rollout status deployment/netstream-operator" in notes
     assert "manifests/examples/netprobe.yaml" in notes and "privileged" in notes
-    assert "3 dashboards" in notes
+    assert "4 dashboards" in notes
     ex = rendered["examples"]["notes"]
     assert "kubectl -n netstream-system get netstream" in ex
     assert "prometheus-operator monitors were created" in rendered["monitors"]["notes"]
