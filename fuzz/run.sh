@@ -23,7 +23,8 @@ rm -rf corpus-seed
 (cd .. && NETSTREAM_FUZZ_SEEDS="$PWD/fuzz/corpus-seed" cargo test -q -p netstream-wire --test fuzz \
   seed_corpora_pass_every_fuzz_check -- --nocapture 2>&1 | grep -E "^seeds:")
 
-cargo fuzz build -O "${targets[@]}"
+# Its own target dir (fuzz/target), whatever CARGO_TARGET_DIR says: the binaries are run from there.
+env -u CARGO_TARGET_DIR cargo fuzz build -O "${targets[@]}"
 bin="target/$(rustc -vV | sed -n 's/^host: //p')/release"
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
