@@ -6,7 +6,8 @@
 //!   prefixes of the generated ones. This is CI's fuzz smoke test: it needs no libFuzzer.
 //! - `fuzz/run.sh` writes the same corpora for libFuzzer by running this test with
 //!   `NETSTREAM_FUZZ_SEEDS=DIR` (one definition of the seeds, no checked-in capture files).
-//! - regressions: inputs libFuzzer found, inline, replayed through the same public functions.
+//! - a crash libFuzzer finds gets a test here replaying its input, inline as a byte array,
+//!   through the same public function (none so far: see fuzz/README.md for the runs).
 
 #[path = "../../fuzz/src/lib.rs"]
 mod checks;
