@@ -154,11 +154,11 @@ impl SecureBroker {
         authentication: bool,
     ) -> anyhow::Result<SecureBroker> {
         let inner: SocketAddr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        // With TLS, the terminator's port is the one tansu advertises in metadata.
+        // With TLS, the terminator's port is the one tansu advertises in metadata; it stays
+        // bound from here on, so nothing else can take it meanwhile.
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let outer = listener.local_addr()?;
         let advertised = if tls.is_some() { outer } else { inner };
-        drop(listener);
         let mut cmd = Command::new(bin);
         cmd.args(["broker", "--listener-url", &format!("tcp://{inner}")])
             .args(["--advertised-listener-url", &format!("tcp://{advertised}")])
@@ -181,7 +181,7 @@ impl SecureBroker {
         // On failure past this point, dropping `broker` stops tansu.
         wait_listening(inner, &mut broker.tansu)?;
         if let Some(ca) = tls {
-            broker.tls = Some(Terminator::start(outer, inner, ca)?);
+            broker.tls = Some(Terminator::start(listener, inner, ca)?);
             broker.addr = outer;
         }
         Ok(broker)
@@ -261,7 +261,7 @@ struct Terminator {
 }
 
 impl Terminator {
-    fn start(outer: SocketAddr, inner: SocketAddr, ca: &TestCa) -> anyhow::Result<Terminator> {
+    fn start(listener: TcpListener, inner: SocketAddr, ca: &TestCa) -> anyhow::Result<Terminator> {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let certs = CertificateDer::pem_file_iter(&ca.server_cert)
@@ -276,7 +276,6 @@ impl Terminator {
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = std::net::TcpListener::bind(outer).context("binding the TLS port")?;
         listener.set_nonblocking(true)?;
         let counts = Arc::new(HandshakeCounts::default());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
