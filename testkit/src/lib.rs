@@ -6,6 +6,7 @@
 //! - [`proxy`]: a TCP proxy in front of the broker that can cut and refuse connections.
 //! - [`prometheus`]: a real Prometheus server scraping given targets, and its query API.
 //! - [`netns`]: a veth pair into a network namespace, for live capture.
+//! - [`secure_broker`]: tansu with SASL required and/or behind TLS, and a throwaway CA.
 //! - [`tools`]: finds the external tools tests need, skipping (or failing under
 //!   `NETSTREAM_REQUIRE_TOOLS=1`, as CI sets) when they are missing.
 
@@ -17,4 +18,5 @@ pub mod pcap;
 pub mod process;
 pub mod prometheus;
 pub mod proxy;
+pub mod secure_broker;
 pub mod tools;
