@@ -215,9 +215,9 @@ impl IdentityIndex {
         match self.v4.get(&addr) {
             Some(slot) => match self.pick(slot, ts_ns) {
                 Some(r) => r,
-                None => self.outside(IpAddr::V4(addr.into())),
+                None => self.outside(self.subnets.find_v4(addr)),
             },
-            None => self.outside(IpAddr::V4(addr.into())),
+            None => self.outside(self.subnets.find_v4(addr)),
         }
     }
 
@@ -230,9 +230,9 @@ impl IdentityIndex {
         match self.v6.get(&addr) {
             Some(slot) => match self.pick(slot, ts_ns) {
                 Some(r) => r,
-                None => self.outside(IpAddr::V6(addr.into())),
+                None => self.outside(self.subnets.find_v6(addr)),
             },
-            None => self.outside(IpAddr::V6(addr.into())),
+            None => self.outside(self.subnets.find_v6(addr)),
         }
     }
 
@@ -274,9 +274,9 @@ impl IdentityIndex {
         }
     }
 
-    #[cold]
-    fn outside(&self, ip: IpAddr) -> Resolved {
-        match self.subnets.find(canonical(ip)) {
+    #[inline]
+    fn outside(&self, subnet: Option<usize>) -> Resolved {
+        match subnet {
             Some(i) => Resolved {
                 workload: self.subnet_ids[i],
                 member: MemberId::NONE,

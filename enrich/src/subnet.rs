@@ -130,23 +130,58 @@ fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
 }
 
 /// The user's subnets, most specific first, so the first match is the longest prefix.
+/// Matching is on integers per family (no `IpAddr` on the count path's miss).
 #[derive(Clone, Debug, Default)]
 pub struct Subnets {
     labels: Vec<SubnetLabel>,
+    /// (network, mask, position in `labels`), most specific first.
+    v4: Vec<(u32, u32, usize)>,
+    v6: Vec<(u128, u128, usize)>,
 }
 
 impl Subnets {
     pub fn new(mut labels: Vec<SubnetLabel>) -> Subnets {
         labels.sort_by_key(|l| std::cmp::Reverse(l.prefix));
-        Subnets { labels }
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for (i, l) in labels.iter().enumerate() {
+            match l.network {
+                IpAddr::V4(n) => {
+                    let mask = u32::MAX.checked_shl(32 - u32::from(l.prefix)).unwrap_or(0);
+                    v4.push((u32::from(n), mask, i));
+                }
+                IpAddr::V6(n) => {
+                    let mask = u128::MAX.checked_shl(128 - u32::from(l.prefix)).unwrap_or(0);
+                    v6.push((u128::from(n), mask, i));
+                }
+            }
+        }
+        Subnets { labels, v4, v6 }
     }
 
     /// The index (in [`Subnets::labels`]) of the longest prefix containing `ip`.
     pub fn find(&self, ip: IpAddr) -> Option<usize> {
-        if self.labels.is_empty() {
-            return None;
+        match canonical(ip) {
+            IpAddr::V4(v4) => self.find_v4(u32::from(v4)),
+            IpAddr::V6(v6) => self.find_v6(u128::from(v6)),
         }
-        self.labels.iter().position(|l| l.contains(ip))
+    }
+
+    #[inline]
+    pub fn find_v4(&self, addr: u32) -> Option<usize> {
+        self.v4
+            .iter()
+            .find(|(net, mask, _)| addr & mask == *net)
+            .map(|&(_, _, i)| i)
+    }
+
+    /// IPv6 (not IPv4-mapped: see [`Subnets::find`]).
+    #[inline]
+    pub fn find_v6(&self, addr: u128) -> Option<usize> {
+        self.v6
+            .iter()
+            .find(|(net, mask, _)| addr & mask == *net)
+            .map(|&(_, _, i)| i)
     }
 
     pub fn labels(&self) -> &[SubnetLabel] {
