@@ -151,7 +151,9 @@ impl Subnets {
                     v4.push((u32::from(n), mask, i));
                 }
                 IpAddr::V6(n) => {
-                    let mask = u128::MAX.checked_shl(128 - u32::from(l.prefix)).unwrap_or(0);
+                    let mask = u128::MAX
+                        .checked_shl(128 - u32::from(l.prefix))
+                        .unwrap_or(0);
                     v6.push((u128::from(n), mask, i));
                 }
             }
