@@ -252,7 +252,7 @@ fn planted_kafka_passwords_never_appear_in_output_or_metrics() {
                 "--metrics-addr",
                 &metrics.to_string(),
                 "--connect-timeout",
-                "4s",
+                "10s",
             ])
             .arg("--pcap")
             .arg(&pcap);

@@ -262,7 +262,8 @@ fn planted_kafka_passwords_never_appear_in_output_metrics_or_api() {
     ] {
         let addr = http::free_addr().to_string();
         let mut cmd = processor_cmd(&broker.bootstrap(), "t", &addr);
-        cmd.args(["--connect-timeout", "4s"]);
+        // Long enough for a SCRAM exchange on a loaded CI machine (4 s was not).
+        cmd.args(["--connect-timeout", "10s"]);
         for p in [
             "security.protocol=SASL_PLAINTEXT",
             "sasl.mechanisms=SCRAM-SHA-512",
@@ -369,7 +370,7 @@ fn run_probe(probe: &Path, brokers: &str, pcap: &Path, props: &[String]) -> (boo
     cmd.args(["--brokers", brokers, "--topic", "tls", "--metrics-addr", ""])
         .args([
             "--connect-timeout",
-            "4s",
+            "10s",
             "--node-name",
             "tls-node",
             "--pcap",

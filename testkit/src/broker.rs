@@ -166,23 +166,9 @@ impl Broker {
         partitions: i32,
         configs: &[(&str, &str)],
     ) -> anyhow::Result<()> {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
-            .create()?;
-        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-        for (k, v) in configs {
-            topic = topic.set(k, v);
-        }
-        let results = block_on(admin.create_topics(
-            &[topic],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        ))?;
-        for r in results {
-            if let Err((topic, code)) = r {
-                bail!("creating topic {topic}: {code}");
-            }
-        }
-        Ok(())
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", self.bootstrap());
+        create_topic(&config, name, partitions, configs)
     }
 
     /// Reads every partition of `topic` from the beginning until `expected` records arrived and
@@ -244,6 +230,30 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Creates a topic with an admin client of `config` (plain, TLS, ...), topic configs included.
+pub fn create_topic(
+    config: &ClientConfig,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = config.create()?;
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
+    let results = block_on(admin.create_topics(
+        &[topic],
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+    ))?;
+    for r in results {
+        if let Err((topic, code)) = r {
+            bail!("creating topic {topic}: {code}");
+        }
+    }
+    Ok(())
 }
 
 /// A minimal executor for the admin client's futures (they complete on librdkafka's thread).

@@ -21,10 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 
-use crate::broker::block_on;
 use crate::tools;
 
 /// A throwaway CA, a server certificate it signed for 127.0.0.1/localhost, and an unrelated CA
@@ -217,17 +214,7 @@ impl SecureBroker {
                 .set("security.protocol", "ssl")
                 .set("ssl.ca.location", ca.ca.display().to_string());
         }
-        let admin: AdminClient<DefaultClientContext> = config.create()?;
-        let results = block_on(admin.create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        ))?;
-        for r in results {
-            if let Err((topic, code)) = r {
-                bail!("creating topic {topic}: {code}");
-            }
-        }
-        Ok(())
+        crate::broker::create_topic(&config, name, partitions, &[])
     }
 }
 
