@@ -21,6 +21,8 @@ use rdkafka::producer::{
 /// Delivery outcomes, shared between the producer's poll thread and the capture loops.
 #[derive(Debug, Default)]
 pub struct DeliveryTotals {
+    /// Records librdkafka accepted (each ends as delivered or failed).
+    pub enqueued: AtomicU64,
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
 }
@@ -242,7 +244,10 @@ impl ProbeProducer {
                 .key(key)
                 .payload(value);
             match self.inner.send(record) {
-                Ok(()) => return Enqueued::Ok,
+                Ok(()) => {
+                    self.totals.enqueued.fetch_add(1, Ordering::Relaxed);
+                    return Enqueued::Ok;
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     if bp == Backpressure::Drop || stop() {
                         return Enqueued::QueueFull;
@@ -263,9 +268,14 @@ impl ProbeProducer {
         }
     }
 
-    /// Records queued or in flight.
+    /// Records queued or in flight: accepted and not yet reported delivered or failed.
+    /// (librdkafka's own out-queue length also counts protocol requests and pending reports,
+    /// so it could exceed --queue-size by a few.)
     pub fn in_flight(&self) -> i32 {
-        self.inner.in_flight_count()
+        let t = &self.totals;
+        let done = t.delivered.load(Ordering::Relaxed) + t.failed.load(Ordering::Relaxed);
+        let pending = t.enqueued.load(Ordering::Relaxed).saturating_sub(done);
+        i32::try_from(pending).unwrap_or(i32::MAX)
     }
 
     /// Records acknowledged so far.
