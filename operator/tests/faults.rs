@@ -18,40 +18,12 @@ use kube::runtime::controller::Action;
 use netstream_operator::context::Context;
 use netstream_operator::controller::{self, OptionalApis};
 use netstream_operator::crd::*;
-use netstream_operator::defaults::Defaults;
-use netstream_operator::metrics::Metrics;
 use netstream_operator::reconcile::{netprobe as np_rec, streamanalysis as sa_rec};
 use serde_json::{Value, json};
 
+use common::api::*;
 use common::fake::{Call, Fake, State};
 use common::fixtures::*;
-
-const NP_BASE: &str = "/apis/netstream.dev/v1alpha1/namespaces/netstream/netprobes";
-const SA_BASE: &str = "/apis/netstream.dev/v1alpha1/namespaces/netstream/streamanalyses";
-const DEP_BASE: &str = "/apis/apps/v1/namespaces/netstream/deployments";
-const SECRET_BASE: &str = "/api/v1/namespaces/netstream/secrets";
-
-fn setup() -> (Arc<Context>, Fake) {
-    let (client, fake) = Fake::start();
-    let ctx = Context::new(
-        client,
-        Defaults::default(),
-        Metrics::new().unwrap(),
-        Some("test-0".into()),
-    );
-    (Arc::new(ctx), fake)
-}
-
-fn v<T: serde::Serialize>(t: &T) -> Value {
-    serde_json::to_value(t).unwrap()
-}
-
-fn store_sa(fake: &Fake, sa: &StreamAnalysis) {
-    fake.put(
-        &format!("{SA_BASE}/{}", sa.metadata.name.as_ref().unwrap()),
-        v(sa),
-    );
-}
 
 fn reload_sa(fake: &Fake, name: &str) -> StreamAnalysis {
     serde_json::from_value(fake.get(&format!("{SA_BASE}/{name}")).unwrap()).unwrap()

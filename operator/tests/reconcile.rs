@@ -20,47 +20,9 @@ use netstream_operator::metrics::Metrics;
 use netstream_operator::reconcile::{netprobe as np_rec, streamanalysis as sa_rec};
 use serde_json::{Value, json};
 
+use common::api::*;
 use common::fake::{Call, Fake};
 use common::fixtures::*;
-
-const NP_BASE: &str = "/apis/netstream.dev/v1alpha1/namespaces/netstream/netprobes";
-const SA_BASE: &str = "/apis/netstream.dev/v1alpha1/namespaces/netstream/streamanalyses";
-const DS_BASE: &str = "/apis/apps/v1/namespaces/netstream/daemonsets";
-const DEP_BASE: &str = "/apis/apps/v1/namespaces/netstream/deployments";
-const HPA_BASE: &str = "/apis/autoscaling/v2/namespaces/netstream/horizontalpodautoscalers";
-const SO_BASE: &str = "/apis/keda.sh/v1alpha1/namespaces/netstream/scaledobjects";
-const TA_BASE: &str = "/apis/keda.sh/v1alpha1/namespaces/netstream/triggerauthentications";
-const SM_BASE: &str = "/apis/monitoring.coreos.com/v1/namespaces/netstream/servicemonitors";
-const SECRET_BASE: &str = "/api/v1/namespaces/netstream/secrets";
-
-fn setup() -> (Arc<Context>, Fake) {
-    let (client, fake) = Fake::start();
-    let ctx = Context::new(
-        client,
-        Defaults::default(),
-        Metrics::new().unwrap(),
-        Some("test-0".into()),
-    );
-    (Arc::new(ctx), fake)
-}
-
-fn v<T: serde::Serialize>(t: &T) -> Value {
-    serde_json::to_value(t).unwrap()
-}
-
-fn store_np(fake: &Fake, np: &NetProbe) {
-    fake.put(
-        &format!("{NP_BASE}/{}", np.metadata.name.as_ref().unwrap()),
-        v(np),
-    );
-}
-
-fn store_sa(fake: &Fake, sa: &StreamAnalysis) {
-    fake.put(
-        &format!("{SA_BASE}/{}", sa.metadata.name.as_ref().unwrap()),
-        v(sa),
-    );
-}
 
 /// Reads the CR back (with the status the reconciler wrote), as the next watch event would.
 fn reload_np(fake: &Fake, name: &str) -> NetProbe {

@@ -2,8 +2,10 @@
 //! sent across it, and the probe must produce exactly that traffic. Needs root (or
 //! CAP_NET_ADMIN) and `ip`; skipped with a message where namespaces are not permitted.
 
+mod common;
+
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use netstream_testkit::broker::Broker;
 use netstream_testkit::http;
@@ -52,62 +54,11 @@ fn live_capture_on_a_veth_produces_exactly_the_traffic_sent() {
     );
 
     // Send from inside the namespace to the host side: it crosses the veth.
-    let sender = format!(
-        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('198.18.0.2',40001))\n\
-         for i in range({SENT}): s.sendto(b'netstream-%05d' % i, ('198.18.0.1', 40999))\n"
-    );
-    let status = Command::new("ip")
-        .args(["netns", "exec", &net.ns, "python3", "-c", &sender])
-        .status()
-        .expect("run sender");
-    assert!(status.success(), "sender failed");
-
-    let series = format!(
-        "netstream_probe_packets_captured_total{{interface=\"{}\"}}",
-        net.host_if
-    );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut captured = 0.0;
-    while Instant::now() < deadline {
-        if let Some((200, body)) = http::get(metrics, "/metrics") {
-            captured = http::sample(&body, &series).unwrap_or(0.0);
-            if captured >= SENT as f64 {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(captured, SENT as f64, "packets captured");
+    common::send_udp_across(&net, SENT, "netstream", 40001, 40999);
+    common::assert_captured(metrics, &net, SENT);
     check_exposition(metrics);
-
     // SIGTERM: flush and exit 0 with the summary.
-    // SAFETY: sending a signal to our own child process.
-    unsafe {
-        libc::kill(probe.id() as i32, libc::SIGTERM);
-    }
-    let out = probe.into_inner().wait_with_output().expect("probe exit");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains(&format!(
-            "produced {SENT}, acknowledged {SENT}, failed 0, dropped 0"
-        )),
-        "{stdout}"
-    );
-
-    let records = broker
-        .read_all(
-            "live",
-            SENT,
-            Duration::from_secs(20),
-            Duration::from_secs(1),
-        )
-        .unwrap();
-    assert_eq!(records.len(), SENT, "exactly the traffic sent");
+    let records = common::stop_and_read(probe, &broker, "live", SENT);
     let (want_key, want_dir) = FlowKey::new(
         KeyKind::Ipv4,
         17,

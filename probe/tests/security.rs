@@ -9,6 +9,8 @@
 //! The capability tests need root (to switch user and make a network namespace) and are skipped
 //! with a message otherwise.
 
+mod common;
+
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -113,56 +115,9 @@ fn captures_live_as_non_root_with_only_net_raw_and_net_admin() {
     assert_eq!(proc_status(pid, "CapEff"), NET_CAPS_MASK);
     assert_eq!(proc_status(pid, "CapBnd"), NET_CAPS_MASK);
 
-    let sender = format!(
-        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('198.18.0.2',40002))\n\
-         for i in range({SENT}): s.sendto(b'secure-%05d' % i, ('198.18.0.1', 40998))\n"
-    );
-    let status = Command::new("ip")
-        .args(["netns", "exec", &net.ns, "python3", "-c", &sender])
-        .status()
-        .expect("run sender");
-    assert!(status.success(), "sender failed");
-
-    let series = format!(
-        "netstream_probe_packets_captured_total{{interface=\"{}\"}}",
-        net.host_if
-    );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut captured = 0.0;
-    while Instant::now() < deadline && captured < SENT as f64 {
-        if let Some((200, body)) = http::get(metrics, "/metrics") {
-            captured = http::sample(&body, &series).unwrap_or(0.0);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(captured, SENT as f64, "packets captured");
-
-    // SAFETY: signalling our own child.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGTERM);
-    }
-    let out = probe.into_inner().wait_with_output().expect("probe exit");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains(&format!(
-            "produced {SENT}, acknowledged {SENT}, failed 0, dropped 0"
-        )),
-        "{stdout}"
-    );
-    let records = broker
-        .read_all(
-            "secure-live",
-            SENT,
-            Duration::from_secs(20),
-            Duration::from_secs(1),
-        )
-        .unwrap();
-    assert_eq!(records.len(), SENT, "exactly the traffic sent");
+    common::send_udp_across(&net, SENT, "secure", 40002, 40998);
+    common::assert_captured(metrics, &net, SENT);
+    common::stop_and_read(probe, &broker, "secure-live", SENT);
 }
 
 #[test]
