@@ -10,20 +10,20 @@ use kube::runtime::events::{Recorder, Reporter};
 
 use crate::crd::KafkaSpec;
 use crate::defaults::Defaults;
+use crate::discovery::DiscoveryCache;
 use crate::labels::MANAGER;
 use crate::metrics::Metrics;
 
-/// Where topic partition counts come from. The operator ships [`UnknownPartitions`]; a
-/// Kafka admin-client implementation (rdkafka `fetch_metadata`) can be plugged in here
-/// without touching the reconcilers. It would need the Kafka credentials, i.e. read access
-/// to the referenced Secrets' data.
+/// Where topic partition counts come from: [`crate::partitions::KafkaPartitions`] in the
+/// operator, fixed counts or none in tests.
 pub trait PartitionSource: Send + Sync {
-    /// Partition count of `kafka.topic`, or `None` when unknown.
+    /// Partition count of `kafka.topic`: `Ok(None)` when this source does not know, `Err`
+    /// with what to fix when looking it up failed.
     fn partitions<'a>(
         &'a self,
         namespace: &'a str,
         kafka: &'a KafkaSpec,
-    ) -> BoxFuture<'a, Option<i32>>;
+    ) -> BoxFuture<'a, Result<Option<i32>, String>>;
 }
 
 /// Reports every partition count as unknown (`status.partitions` stays unset).
@@ -31,8 +31,12 @@ pub trait PartitionSource: Send + Sync {
 pub struct UnknownPartitions;
 
 impl PartitionSource for UnknownPartitions {
-    fn partitions<'a>(&'a self, _: &'a str, _: &'a KafkaSpec) -> BoxFuture<'a, Option<i32>> {
-        Box::pin(async { None })
+    fn partitions<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a KafkaSpec,
+    ) -> BoxFuture<'a, Result<Option<i32>, String>> {
+        Box::pin(async { Ok(None) })
     }
 }
 
@@ -41,9 +45,13 @@ impl PartitionSource for UnknownPartitions {
 pub struct StaticPartitions(pub HashMap<String, i32>);
 
 impl PartitionSource for StaticPartitions {
-    fn partitions<'a>(&'a self, _: &'a str, kafka: &'a KafkaSpec) -> BoxFuture<'a, Option<i32>> {
+    fn partitions<'a>(
+        &'a self,
+        _: &'a str,
+        kafka: &'a KafkaSpec,
+    ) -> BoxFuture<'a, Result<Option<i32>, String>> {
         let p = self.0.get(&kafka.topic).copied();
-        Box::pin(async move { p })
+        Box::pin(async move { Ok(p) })
     }
 }
 
@@ -92,6 +100,8 @@ pub struct Context {
     pub partitions: Arc<dyn PartitionSource>,
     /// Retry backoff of failed reconciles.
     pub backoff: Backoff,
+    /// Which optional third-party APIs the cluster serves.
+    pub apis: DiscoveryCache,
 }
 
 impl Context {
@@ -114,6 +124,7 @@ impl Context {
             metrics,
             partitions: Arc::new(UnknownPartitions),
             backoff: Backoff::default(),
+            apis: DiscoveryCache::default(),
         }
     }
 

@@ -8,16 +8,17 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
 
 use crate::context::Context;
 use crate::crd::{NetProbe, StreamAnalysis};
 use crate::desired::rbac;
 use crate::desired::thirdparty::{ScaledObject, ServiceMonitor, TriggerAuthentication};
+pub use crate::discovery::OptionalApis;
 use crate::labels::MANAGER;
 use crate::reconcile::{netprobe, streamanalysis};
 
@@ -38,36 +39,6 @@ pub const WATCHED: &[(&str, &str)] = &[
     ("rbac.authorization.k8s.io", "clusterrolebindings"),
     ("rbac.authorization.k8s.io", "rolebindings"),
 ];
-
-/// Which optional CRDs exist (decides which `owns()` watches are started).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct OptionalApis {
-    /// KEDA ScaledObject / TriggerAuthentication.
-    pub keda: bool,
-    /// prometheus-operator ServiceMonitor.
-    pub service_monitor: bool,
-}
-
-impl OptionalApis {
-    /// Looks the groups up via API discovery (allowed to every authenticated user, so it needs
-    /// no RBAC rule).
-    pub async fn discover(client: &Client) -> Self {
-        let has = |gv: &'static str, plural: &'static str| {
-            let client = client.clone();
-            async move {
-                client
-                    .list_api_group_resources(gv)
-                    .await
-                    .map(|l| l.resources.iter().any(|r| r.name == plural))
-                    .unwrap_or(false)
-            }
-        };
-        Self {
-            keda: has("keda.sh/v1alpha1", "scaledobjects").await,
-            service_monitor: has("monitoring.coreos.com/v1", "servicemonitors").await,
-        }
-    }
-}
 
 /// Only our children are cached: the label selector keeps memory independent of how many
 /// unrelated DaemonSets/Deployments the cluster has.

@@ -19,6 +19,32 @@ pub const VERSION: &str = "v1alpha1";
 /// Default Kafka topic shared by probes and processors.
 pub const DEFAULT_TOPIC: &str = "netstream.packets";
 
+/// Longest `metadata.name` of a NetProbe or StreamAnalysis: the longest child name,
+/// `<name>-processor-metrics` (a Service), must stay a 63-character DNS-1035 label.
+pub const NAME_MAX_LEN: usize = 40;
+/// CEL: the name is a DNS-1035 label (a lower-case letter first, no dots), because it names
+/// child Services. Kubernetes itself accepts any DNS-1123 subdomain (`1st-flows`,
+/// `edge.flows`), which then could never be reconciled.
+const NAME_RULE: &str = "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
+const NAME_MESSAGE: &str = "metadata.name must start with a lower-case letter and hold only lower-case letters, digits and '-' (no dots): it names child Services, which must be DNS-1035 labels";
+
+/// The check of [`NAME_RULE`] and [`NAME_MAX_LEN`] in Rust, for objects admitted before the
+/// rule existed. `None` when `name` is fine, else what to change.
+pub fn name_problem(name: &str) -> Option<String> {
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= NAME_MAX_LEN
+        && b[0].is_ascii_lowercase()
+        && b[b.len() - 1] != b'-'
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+    (!ok).then(|| {
+        format!(
+            "metadata.name {name:?} cannot name child objects: use at most {NAME_MAX_LEN} characters, a lower-case letter first, then lower-case letters, digits and '-' (no dots); recreate the resource under such a name"
+        )
+    })
+}
+
 /// Librdkafka properties that carry credentials. They must come from Secret references
 /// (`tls` / `sasl`), never from the plain-text `properties` map, because CRs are readable by
 /// far more people than Secrets are.
@@ -53,7 +79,8 @@ pub const FORBIDDEN_PROPERTIES: &[&str] = &[
     printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Ready condition"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", description = "Why the probe fleet is (not) ready"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters (child object names append suffixes)")
+    validation = Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters (child object names append suffixes)"),
+    validation = Rule::new(NAME_RULE).message(NAME_MESSAGE)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct NetProbeSpec {
@@ -148,7 +175,7 @@ pub struct NetProbeStatus {
     kind = "StreamAnalysis",
     plural = "streamanalyses",
     singular = "streamanalysis",
-    shortname = "sa",
+    shortname = "sta",
     category = "netstream",
     namespaced,
     status = "StreamAnalysisStatus",
@@ -161,7 +188,8 @@ pub struct NetProbeStatus {
     printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Ready condition"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", description = "Why the processors are (not) ready"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters (child object names append suffixes)")
+    validation = Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters (child object names append suffixes)"),
+    validation = Rule::new(NAME_RULE).message(NAME_MESSAGE)
 )]
 #[x_kube(
     validation = Rule::new("has(self.kafka) != has(self.probeRef)").message("set exactly one of spec.kafka and spec.probeRef"),

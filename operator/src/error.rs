@@ -74,8 +74,10 @@ impl Error {
 /// Result of a reconcile step.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// True for the API's 404, which for a create/apply of a third-party kind means "CRD not
-/// installed".
+/// True for any 404, whatever its body. A real API server answers a group/version it does not
+/// serve (a CRD that is not installed) with `text/plain` `404 page not found`, which kube-client
+/// turns into a `Status` with reason "Failed to parse error data"; `Status::is_not_found` (and
+/// so `Api::get_opt`) does not count that as not found, this does.
 pub fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }

@@ -14,7 +14,14 @@ use k8s_openapi::api::core::v1::{
     EnvVar, EnvVarSource, KeyToPath, SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
 };
 
+use netstream_runtime::kafka_config;
+
 use crate::crd::KafkaSpec;
+
+/// Flag of the processor's librdkafka properties.
+pub const CONSUMER_CONFIG_FLAG: &str = "--consumer-config";
+/// Flag of the probe's librdkafka properties.
+pub const PRODUCER_CONFIG_FLAG: &str = "--producer-config";
 
 /// Where the TLS Secret is mounted.
 pub const TLS_MOUNT_PATH: &str = "/etc/netstream/kafka-tls";
@@ -116,8 +123,17 @@ pub fn wiring(kafka: &KafkaSpec, config_flag: &str) -> KafkaWiring {
             ..VolumeMount::default()
         });
     }
-    // User properties last so they can tune (but, by schema, not carry credentials).
-    config.extend(kafka.properties.iter().map(|(k, v)| (k.clone(), v.clone())));
+    // User properties last so they can tune (but, by schema, not carry credentials). A
+    // consumer is not handed producer-only ones (a probeRef shares the NetProbe's producer
+    // settings): librdkafka would warn about each at every processor start.
+    let consumer = config_flag == CONSUMER_CONFIG_FLAG;
+    config.extend(
+        kafka
+            .properties
+            .iter()
+            .filter(|(k, _)| !consumer || kafka_config::applies_to_consumer(k))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     for (k, v) in config {
         w.args.push(config_flag.to_string());
         w.args.push(format!("{k}={v}"));

@@ -106,7 +106,7 @@ impl LeaderElector {
     /// conflicts mean another replica won and give `Ok(false)`.
     pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
         let now = Timestamp::now();
-        let current = self.api.get_opt(&self.cfg.name).await?;
+        let current = crate::reconcile::get_opt(&self.api, &self.cfg.name).await?;
         let decision = decide(current.as_ref(), &self.cfg.identity, now);
         let result = match (decision, current) {
             (Decision::Follow(_), _) => return Ok(false),
@@ -153,7 +153,7 @@ impl LeaderElector {
     /// Gives the lease up on shutdown so a standby takes over at once instead of waiting for
     /// expiry. Only clears it if we still hold it.
     pub async fn release(&self) -> Result<(), kube::Error> {
-        let Some(mut lease) = self.api.get_opt(&self.cfg.name).await? else {
+        let Some(mut lease) = crate::reconcile::get_opt(&self.api, &self.cfg.name).await? else {
             return Ok(());
         };
         let Some(spec) = lease.spec.as_mut() else {

@@ -2,6 +2,7 @@
 //! probe DaemonSets and autoscaled processor Deployments.
 
 pub mod bpf;
+pub mod client;
 pub mod conditions;
 pub mod context;
 pub mod controller;
@@ -9,6 +10,7 @@ pub mod crd;
 pub mod crdgen;
 pub mod defaults;
 pub mod desired;
+pub mod discovery;
 pub mod error;
 pub mod http;
 pub mod kafka;
@@ -16,4 +18,5 @@ pub mod labels;
 pub mod leader;
 pub mod logging;
 pub mod metrics;
+pub mod partitions;
 pub mod reconcile;

@@ -110,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "netstream-operator".into());
 
-    let client = kube::Client::try_default()
+    let client = netstream_operator::client::connect()
         .await
         .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
     let metrics = Metrics::new().context("registering metrics")?;
@@ -207,18 +207,21 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    let optional = OptionalApis::discover(&client).await;
+    let optional = OptionalApis::discover(&client).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "API discovery failed; not watching KEDA and ServiceMonitor objects until restart");
+        OptionalApis::default()
+    });
     tracing::info!(
         keda = optional.keda,
         service_monitor = optional.service_monitor,
         "optional APIs"
     );
-    let ctx = Arc::new(Context::new(
-        client,
-        defaults,
-        metrics.clone(),
-        Some(identity),
+    let partitions = Arc::new(netstream_operator::partitions::KafkaPartitions::new(
+        client.clone(),
     ));
+    let ctx = Arc::new(
+        Context::new(client, defaults, metrics.clone(), Some(identity)).with_partitions(partitions),
+    );
     let controllers = controller::run(ctx, optional, stopped.clone());
 
     let lost_lease = tokio::select! {

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::collections::BTreeSet;
+
 use kube::CustomResourceExt;
 use kube::core::cel::{Validator, compile_schema, estimate_rule_cost};
 use netstream_operator::crd::{NetProbe, StreamAnalysis};
@@ -56,7 +58,7 @@ fn checked_in_crds_match_the_types() {
 fn crd_metadata() {
     for (crd, plural, short) in [
         (NetProbe::crd(), "netprobes", "np"),
-        (StreamAnalysis::crd(), "streamanalyses", "sa"),
+        (StreamAnalysis::crd(), "streamanalyses", "sta"),
     ] {
         assert_eq!(crd.spec.group, "netstream.dev");
         assert_eq!(crd.spec.scope, "Namespaced");
@@ -182,8 +184,9 @@ fn cel_rules_pass_static_analysis() {
         walk(&schema_of(&crd), &mut found, &mut warnings);
     }
     assert!(warnings.is_empty(), "{warnings:#?}");
-    // NetProbe: name, kafka credentials, tls; StreamAnalysis: name, spec x2, kafka credentials, tls.
-    assert_eq!(found.len(), 8, "{found:#?}");
+    // NetProbe: name x2, kafka credentials, tls; StreamAnalysis: name x2, spec x2, kafka
+    // credentials, tls.
+    assert_eq!(found.len(), 10, "{found:#?}");
 }
 
 fn sa(spec: Value) -> Value {
@@ -267,6 +270,205 @@ fn cel_limits_name_length() {
     let mut obj = np(json!({"interfaces": ["eth0"], "kafka": {"bootstrapServers": ["k:9092"]}}));
     obj["metadata"]["name"] = json!("x".repeat(41));
     assert!(cel(&s, &obj).unwrap_err().contains("at most 40 characters"));
+}
+
+/// Names through the CRD's CEL rules and the operator's own check agree, and every accepted
+/// name gives children the API server accepts: Services are DNS-1035 labels, the rest DNS-1123
+/// subdomains, and the name is also a label value (63 characters at most).
+#[test]
+fn accepted_names_give_valid_child_names() {
+    use netstream_operator::crd::{NAME_MAX_LEN, name_problem};
+    use netstream_operator::desired::{autoscaling, probe, processor, rbac};
+    fn dns1035(s: &str) -> bool {
+        let b = s.as_bytes();
+        !b.is_empty()
+            && b.len() <= 63
+            && b[0].is_ascii_lowercase()
+            && b[b.len() - 1] != b'-'
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+    }
+    fn dns1123_subdomain(s: &str) -> bool {
+        s.len() <= 253
+            && s.split('.').all(|l| {
+                let b = l.as_bytes();
+                !b.is_empty()
+                    && b.len() <= 63
+                    && b[0].is_ascii_alphanumeric()
+                    && b[b.len() - 1].is_ascii_alphanumeric()
+                    && b.iter()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            })
+    }
+    fn path_segment(s: &str) -> bool {
+        !s.is_empty() && s.len() <= 253 && !s.contains('/') && !s.contains('%')
+    }
+    let longest = format!("a{}", "b".repeat(NAME_MAX_LEN - 1));
+    let names = [
+        "flows",
+        "a",
+        "a1",
+        "a-b",
+        "a--b",
+        "1st-flows",
+        "edge.flows",
+        "-a",
+        "a-",
+        "A",
+        "flows_x",
+        "ünï",
+        "",
+        "x.y.z",
+        "9",
+        longest.as_str(),
+        &format!("{longest}c"),
+    ];
+    let sa_schema = schema_of(&StreamAnalysis::crd());
+    let np_schema = schema_of(&NetProbe::crd());
+    let mut accepted = 0;
+    for name in names {
+        // Kubernetes itself admits DNS-1123 subdomains only; the rest never reach the rules.
+        if !dns1123_subdomain(name) {
+            continue;
+        }
+        let mut s = sa(json!({"kafka": {"bootstrapServers": ["k:9092"]}}));
+        s["metadata"]["name"] = json!(name);
+        let mut n = np(json!({"interfaces": ["eth0"], "kafka": {"bootstrapServers": ["k:9092"]}}));
+        n["metadata"]["name"] = json!(name);
+        let by_cel = cel(&sa_schema, &s).is_ok();
+        assert_eq!(by_cel, cel(&np_schema, &n).is_ok(), "{name}");
+        assert_eq!(
+            by_cel,
+            name_problem(name).is_none(),
+            "CEL and the operator disagree on {name:?}"
+        );
+        if !by_cel {
+            continue;
+        }
+        accepted += 1;
+        let sa: StreamAnalysis = serde_json::from_value(s).unwrap();
+        let np: NetProbe = serde_json::from_value(n).unwrap();
+        let svc = processor::service_name(&sa);
+        assert!(dns1035(&svc), "Service {svc:?}");
+        for child in [
+            processor::name(&sa),
+            autoscaling::trigger_authentication_name(&sa),
+            probe::name(&np),
+        ] {
+            assert!(dns1123_subdomain(&child) && dns1035(&child), "{child:?}");
+        }
+        let bindings = rbac::bindings(&sa);
+        let names = bindings.cluster.iter().map(|b| b.metadata.name.clone());
+        let names = names.chain(bindings.namespaced.iter().map(|b| b.metadata.name.clone()));
+        for b in names {
+            let b = b.unwrap();
+            assert!(path_segment(&b), "binding {b:?}");
+        }
+        assert!(name.len() <= 63, "label value {name:?}");
+    }
+    assert!(accepted >= 5, "the matrix accepts a few names: {accepted}");
+    assert!(name_problem("1st-flows").is_some() && name_problem("edge.flows").is_some());
+    assert!(name_problem(&longest).is_none());
+}
+
+/// Built-in short names (`kubectl api-resources`, Kubernetes 1.25-1.37). k8s-openapi knows
+/// the kinds and plurals of the built-in resources but not their short names, hence the list.
+const BUILTIN_SHORT_NAMES: &[&str] = &[
+    "cm", "cs", "crd", "crds", "cj", "csr", "deploy", "ds", "ep", "ev", "hpa", "ing", "ip",
+    "limits", "netpol", "no", "ns", "pc", "pdb", "po", "psp", "pv", "pvc", "quota", "rc", "rs",
+    "sa", "sc", "sts", "svc", "vac",
+];
+
+/// `kubectl get <word>` resolves a built-in first and warns on a CRD sharing the word: none of
+/// our short names, plurals, singulars or kinds may be a built-in's short name, plural, kind or
+/// singular.
+#[test]
+fn names_do_not_shadow_builtin_resources() {
+    use k8s_openapi::Resource;
+    macro_rules! builtin {
+        ($($t:ty),* $(,)?) => {
+            vec![$((<$t>::URL_PATH_SEGMENT, <$t>::KIND)),*]
+        };
+    }
+    use k8s_openapi::api::{
+        admissionregistration::v1 as adm, apps::v1 as apps, autoscaling::v2 as autoscaling,
+        batch::v1 as batch, certificates::v1 as certs, coordination::v1 as coord, core::v1 as core,
+        discovery::v1 as disc, events::v1 as events, flowcontrol::v1 as flow,
+        networking::v1 as net, node::v1 as node, policy::v1 as policy, rbac::v1 as rbac,
+        scheduling::v1 as sched, storage::v1 as storage,
+    };
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as ext;
+    let kinds = builtin![
+        core::Binding,
+        core::ComponentStatus,
+        core::ConfigMap,
+        core::Endpoints,
+        core::Event,
+        core::LimitRange,
+        core::Namespace,
+        core::Node,
+        core::PersistentVolume,
+        core::PersistentVolumeClaim,
+        core::Pod,
+        core::PodTemplate,
+        core::ReplicationController,
+        core::ResourceQuota,
+        core::Secret,
+        core::Service,
+        core::ServiceAccount,
+        apps::ControllerRevision,
+        apps::DaemonSet,
+        apps::Deployment,
+        apps::ReplicaSet,
+        apps::StatefulSet,
+        autoscaling::HorizontalPodAutoscaler,
+        batch::CronJob,
+        batch::Job,
+        certs::CertificateSigningRequest,
+        coord::Lease,
+        disc::EndpointSlice,
+        events::Event,
+        flow::FlowSchema,
+        flow::PriorityLevelConfiguration,
+        net::Ingress,
+        net::IngressClass,
+        net::NetworkPolicy,
+        node::RuntimeClass,
+        policy::PodDisruptionBudget,
+        rbac::ClusterRole,
+        rbac::ClusterRoleBinding,
+        rbac::Role,
+        rbac::RoleBinding,
+        sched::PriorityClass,
+        storage::CSIDriver,
+        storage::CSINode,
+        storage::CSIStorageCapacity,
+        storage::StorageClass,
+        storage::VolumeAttachment,
+        adm::MutatingWebhookConfiguration,
+        adm::ValidatingWebhookConfiguration,
+        adm::ValidatingAdmissionPolicy,
+        ext::CustomResourceDefinition,
+    ];
+    let mut taken: BTreeSet<String> = BUILTIN_SHORT_NAMES.iter().map(|s| s.to_string()).collect();
+    for (plural, kind) in &kinds {
+        taken.insert(plural.to_string());
+        taken.insert(kind.to_lowercase());
+    }
+    assert!(taken.contains("serviceaccounts") && taken.contains("sa"));
+    for crd in [NetProbe::crd(), StreamAnalysis::crd()] {
+        let n = &crd.spec.names;
+        let mut ours = vec![n.plural.clone(), n.kind.to_lowercase()];
+        ours.extend(n.singular.clone());
+        ours.extend(n.short_names.clone().unwrap_or_default());
+        for word in ours {
+            assert!(
+                !taken.contains(&word),
+                "{} uses {word:?}, which a built-in resource has",
+                n.kind
+            );
+        }
+    }
 }
 
 fn example_docs() -> Vec<(String, Value)> {

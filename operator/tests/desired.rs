@@ -460,8 +460,7 @@ fn keda_secure_processor_args_and_scaler() {
             "ssl.certificate.location=/etc/netstream/kafka-tls/tls.crt",
             "--consumer-config",
             "ssl.key.location=/etc/netstream/kafka-tls/tls.key",
-            "--consumer-config",
-            "compression.type=lz4",
+            // compression.type (a producer property) is not handed to the consumer.
             "--group",
             "flows",
             "--metrics-addr",

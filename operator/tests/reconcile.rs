@@ -477,22 +477,36 @@ async fn sa_create_hpa() -> Vec<Call> {
             "PATCH clusterrolebindings/netstream-processor-reader:netstream:flows",
             "GET clusterrolebindings",
             "GET rolebindings",
+            "GET deployments/flows-processor",
             "PATCH deployments/flows-processor",
+            "PATCH deployments/flows-processor",
+            "GET /apis/keda.sh/v1alpha1",
+            "GET /apis/monitoring.coreos.com/v1",
             "PATCH horizontalpodautoscalers/flows-processor",
-            "GET scaledobjects/flows-processor",
-            "GET triggerauthentications/flows-processor-kafka",
-            "GET servicemonitors/flows-processor",
             "PATCH streamanalyses/flows/status",
             "POST events",
         ]
     );
     assert_ssa(&calls);
+    // The second Deployment apply sets only the initial replicas, under its own manager.
+    assert_eq!(
+        calls[7].body.clone().unwrap()["spec"],
+        json!({"replicas": sa.spec.min_replicas})
+    );
+    assert!(
+        calls[7].query.contains(&format!(
+            "fieldManager={}",
+            sa_rec::INITIAL_REPLICAS_MANAGER
+        )),
+        "{}",
+        calls[7].query
+    );
     let src = processor::Source {
         kafka: sa.spec.kafka.clone().unwrap(),
         partitions: None,
     };
     assert_eq!(
-        calls[5].body.clone().unwrap(),
+        calls[6].body.clone().unwrap(),
         v(&processor::deployment(&sa, &src, &Defaults::default()))
     );
     assert_eq!(
@@ -590,7 +604,7 @@ async fn sa_probe_ref() -> Vec<Call> {
     );
     let dep = calls
         .iter()
-        .find(|c| c.path.ends_with("/deployments/flows-processor"))
+        .find(|c| c.method == "PATCH" && c.path.ends_with("/deployments/flows-processor"))
         .unwrap()
         .body
         .clone()
@@ -645,6 +659,8 @@ async fn sa_keda_not_installed() -> Vec<Call> {
     fake.missing_group("monitoring.coreos.com");
     let mut spec = minimal_analysis_spec();
     spec.autoscaling.mode = AutoscalingMode::Keda;
+    spec.min_replicas = 3;
+    spec.max_replicas = 8;
     let sa = analysis("flows", spec);
     store_sa(&fake, &sa);
     let action = sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
@@ -654,10 +670,20 @@ async fn sa_keda_not_installed() -> Vec<Call> {
         "look for KEDA again soon"
     );
     let calls = fake.take_log();
-    assert!(Fake::shorts(&calls).contains(&"PATCH scaledobjects/flows-processor".to_string()));
+    let keda_calls: Vec<String> = Fake::shorts(&calls)
+        .into_iter()
+        .filter(|c| c.contains("scaledobjects") || c.contains("triggerauthentications"))
+        .collect();
     assert!(
-        fake.get(&format!("{DEP_BASE}/flows-processor")).is_some(),
-        "processors still run"
+        keda_calls.is_empty(),
+        "KEDA kinds called without KEDA: {keda_calls:?}"
+    );
+    let dep = fake.get(&format!("{DEP_BASE}/flows-processor"));
+    assert!(dep.is_some(), "processors still run");
+    assert_eq!(
+        dep.unwrap()["spec"]["replicas"],
+        json!(3),
+        "started at minReplicas, not the API default of 1"
     );
     let st = status_body(&calls);
     assert_eq!(cond(&st, "Degraded")["status"], "True");
@@ -790,6 +816,7 @@ async fn sa_service_monitor() -> Vec<Call> {
         .unwrap()
         .missing_groups
         .remove("monitoring.coreos.com");
+    ctx.apis.invalidate(); // as when the discovery TTL has passed
     sa.status = reload_sa(&fake, "flows").status;
     sa_rec::reconcile(Arc::new(sa.clone()), ctx.clone())
         .await
@@ -1417,7 +1444,12 @@ async fn controllers_end_to_end() -> Vec<Call> {
     let calls = fake.take_log();
     let listed: BTreeSet<(String, String)> = calls
         .iter()
-        .filter(|c| c.method == "GET" && c.res().name.is_none() && !c.query.contains("watch=true"))
+        .filter(|c| {
+            c.method == "GET"
+                && c.res().name.is_none()
+                && !c.res().resource.is_empty() // discovery
+                && !c.query.contains("watch=true")
+        })
         .map(|c| (c.res().group, c.res().resource))
         .collect();
     assert_eq!(listed, expected, "initial lists");
@@ -1425,7 +1457,10 @@ async fn controllers_end_to_end() -> Vec<Call> {
     for c in calls.iter().filter(|c| {
         c.res().name.is_none()
             && c.method == "GET"
-            && !matches!(c.res().resource.as_str(), "netprobes" | "streamanalyses")
+            && !matches!(
+                c.res().resource.as_str(),
+                "netprobes" | "streamanalyses" | ""
+            )
     }) {
         assert!(
             c.query
@@ -1701,4 +1736,177 @@ async fn rbac_grants_exactly_what_is_used() {
         missing.is_empty() && unused.is_empty(),
         "RBAC drift\n missing (used, not granted): {missing:#?}\n unused (granted, never used): {unused:#?}"
     );
+}
+
+// ------------------------------------------- what a real API server shows (issue 18)
+
+/// A kind whose CRD is not installed answers `text/plain` `404 page not found`: kube's own
+/// `get_opt` fails on it (its `Status::is_not_found` wants reason NotFound), the operator's
+/// helpers take it for "absent".
+#[tokio::test]
+async fn plain_text_404_of_a_missing_crd_is_absent() {
+    use kube::api::Api;
+    use netstream_operator::desired::thirdparty::ScaledObject;
+    use netstream_operator::reconcile::{delete_owned, get_opt};
+    let (client, fake) = Fake::start();
+    fake.missing_group("keda.sh");
+    let api: Api<ScaledObject> = Api::namespaced(client, NS);
+    match api.get_opt("flows-processor").await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!((s.code, s.message.as_str()), (404, "404 page not found"));
+        }
+        other => panic!("kube's get_opt on a plain-text 404: {other:?}"),
+    }
+    assert!(get_opt(&api, "flows-processor").await.unwrap().is_none());
+    delete_owned(&api, "flows-processor", "uid-1")
+        .await
+        .unwrap();
+}
+
+/// The default StreamAnalysis (mode hpa, no ServiceMonitor) on a cluster with neither KEDA
+/// nor prometheus-operator: reconciled, status written, neither group called beyond
+/// discovery. Before the fix every reconcile failed on the plain-text 404.
+#[tokio::test]
+async fn streamanalysis_ready_without_keda_and_servicemonitor_crds() {
+    let (ctx, fake) = setup();
+    fake.missing_group("keda.sh");
+    fake.missing_group("monitoring.coreos.com");
+    let sa = analysis("flows", minimal_analysis_spec());
+    store_sa(&fake, &sa);
+    let action = sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    let calls = fake.take_log();
+    let third_party: Vec<String> = Fake::shorts(&calls)
+        .into_iter()
+        .filter(|c| {
+            (c.contains("keda.sh") || c.contains("monitoring.coreos.com"))
+                && !c.starts_with("GET /apis/")
+                || c.contains("scaledobjects")
+                || c.contains("servicemonitors")
+        })
+        .collect();
+    assert!(third_party.is_empty(), "{third_party:?}");
+    let st = status_body(&calls);
+    assert_eq!(st["observedGeneration"], 1);
+    assert_eq!(cond(&st, "Degraded")["reason"], "AsExpected");
+    // A second pass reuses the discovery answer.
+    let sa = reload_sa(&fake, "flows");
+    sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    let again = Fake::shorts(&fake.take_log());
+    assert!(
+        !again.iter().any(|c| c.starts_with("GET /apis/keda.sh")),
+        "{again:?}"
+    );
+}
+
+/// KEDA uninstalled between discovery and the apply: reported as missing, not retried as an
+/// error, and discovery is asked again next time.
+#[tokio::test]
+async fn keda_removed_after_discovery_is_reported() {
+    let (ctx, fake) = setup();
+    fake.missing_group("monitoring.coreos.com");
+    let mut spec = minimal_analysis_spec();
+    spec.autoscaling.mode = AutoscalingMode::Keda;
+    let sa = analysis("flows", spec);
+    store_sa(&fake, &sa);
+    sa_rec::reconcile(Arc::new(sa.clone()), ctx.clone())
+        .await
+        .unwrap();
+    assert!(fake.get(&format!("{SO_BASE}/flows-processor")).is_some());
+    fake.take_log();
+    fake.missing_group("keda.sh");
+    let sa = reload_sa(&fake, "flows");
+    let action = sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    let calls = fake.take_log();
+    assert_eq!(
+        cond(&status_body(&calls), "Degraded")["reason"],
+        "KedaNotInstalled"
+    );
+    let sa = reload_sa(&fake, "flows");
+    sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    assert!(
+        Fake::shorts(&fake.take_log()).contains(&"GET /apis/keda.sh/v1alpha1".to_string()),
+        "discovery asked again"
+    );
+}
+
+/// A name admitted before the CRD's name rule existed: a condition saying what to do, no
+/// children (which the API server would refuse forever).
+#[tokio::test]
+async fn names_children_cannot_carry_are_reported() {
+    let (ctx, fake) = setup();
+    for name in ["1st-flows", "edge.flows"] {
+        let sa = analysis(name, minimal_analysis_spec());
+        store_sa(&fake, &sa);
+        sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+        let calls = fake.take_log();
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.method == "PATCH" && !c.path.ends_with("/status")),
+            "{name}: {:?}",
+            Fake::shorts(&calls)
+        );
+        let st = status_body(&calls);
+        assert_eq!(cond(&st, "Ready")["reason"], "InvalidName", "{name}");
+        assert!(
+            cond(&st, "Degraded")["message"]
+                .as_str()
+                .unwrap()
+                .contains("a lower-case letter first")
+        );
+    }
+    let np = netprobe("edge.probe", full_probe_spec());
+    store_np(&fake, &np);
+    secrets(&fake, &["ca.crt", "tls.crt", "tls.key"]);
+    np_rec::reconcile(Arc::new(np), ctx.clone()).await.unwrap();
+    let calls = fake.take_log();
+    assert!(!calls.iter().any(|c| c.path.contains("/daemonsets/")));
+    assert_eq!(cond(&status_body(&calls), "Ready")["reason"], "InvalidName");
+}
+
+/// `spec.replicas` is set from `minReplicas` once, at creation, under its own field manager;
+/// later applies never carry it (the autoscaler owns it).
+#[tokio::test]
+async fn initial_replicas_only_at_creation() {
+    let (ctx, fake) = setup();
+    fake.missing_group("keda.sh");
+    fake.missing_group("monitoring.coreos.com");
+    let mut spec = minimal_analysis_spec();
+    spec.min_replicas = 4;
+    spec.max_replicas = 9;
+    let sa = analysis("flows", spec);
+    store_sa(&fake, &sa);
+    sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    let first = fake.take_log();
+    let dep_path = format!("{DEP_BASE}/flows-processor");
+    assert_eq!(fake.get(&dep_path).unwrap()["spec"]["replicas"], 4);
+    let managers: Vec<&str> = first
+        .iter()
+        .filter(|c| c.method == "PATCH" && c.path == dep_path)
+        .map(|c| c.query.as_str())
+        .collect();
+    assert_eq!(managers.len(), 2, "{managers:?}");
+    // The HPA scales to 7; the next reconcile leaves that alone.
+    {
+        let mut st = fake.state.lock().unwrap();
+        let mut dep = st.objects[&dep_path].clone();
+        dep["spec"]["replicas"] = json!(7);
+        st.put(&dep_path, dep);
+    }
+    let sa = reload_sa(&fake, "flows");
+    sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    let second = fake.take_log();
+    let dep_applies: Vec<&Call> = second
+        .iter()
+        .filter(|c| c.method == "PATCH" && c.path == dep_path)
+        .collect();
+    assert_eq!(dep_applies.len(), 1);
+    assert!(
+        dep_applies[0].body.as_ref().unwrap()["spec"]
+            .get("replicas")
+            .is_none()
+    );
+    assert_eq!(fake.get(&dep_path).unwrap()["spec"]["replicas"], 7);
 }

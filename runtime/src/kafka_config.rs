@@ -21,6 +21,46 @@ pub const SECRET_ENV: [(&str, &str); 3] = [
     ("NETSTREAM_KAFKA_SSL_KEY_PASSWORD", "ssl.key.password"),
 ];
 
+/// librdkafka properties only a producer reads (scope `P` in librdkafka 2.12's
+/// CONFIGURATION.md, global and topic-level, less the callbacks that cannot be set as
+/// strings). A consumer given one of them logs "is a producer property and will be ignored":
+/// the operator leaves them out when it hands a NetProbe's producer settings to the
+/// processors (`StreamAnalysis.spec.probeRef`). An operator test checks each entry against
+/// librdkafka itself.
+pub const PRODUCER_ONLY: &[&str] = &[
+    "acks",
+    "batch.num.messages",
+    "batch.size",
+    "compression.codec",
+    "compression.level",
+    "compression.type",
+    "delivery.report.only.error",
+    "delivery.timeout.ms",
+    "enable.gapless.guarantee",
+    "enable.idempotence",
+    "linger.ms",
+    "message.send.max.retries",
+    "message.timeout.ms",
+    "partitioner",
+    "produce.offset.report",
+    "queue.buffering.backpressure.threshold",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.ms",
+    "queuing.strategy",
+    "request.required.acks",
+    "request.timeout.ms",
+    "retries",
+    "sticky.partitioning.linger.ms",
+    "transaction.timeout.ms",
+    "transactional.id",
+];
+
+/// Whether a consumer reads `key` (it is not in [`PRODUCER_ONLY`]).
+pub fn applies_to_consumer(key: &str) -> bool {
+    !PRODUCER_ONLY.contains(&key)
+}
+
 /// Properties whose values must never be logged.
 pub fn is_secret(key: &str) -> bool {
     key.contains("password") || key.contains("secret") || key.ends_with(".key.pem")

@@ -6,17 +6,29 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use clap::Parser;
+
+/// Writes netstream's CustomResourceDefinitions (NetProbe, StreamAnalysis) as YAML.
+#[derive(Parser, Debug)]
+#[command(name = "crdgen", version)]
+struct Args {
+    /// Print the CRDs to standard output instead of writing files.
+    #[arg(long, conflicts_with = "dir")]
+    stdout: bool,
+    /// Directory to write the CRD files into (default: the repository's `crds/`).
+    dir: Option<PathBuf>,
+}
 
 fn main() -> anyhow::Result<()> {
-    let arg = std::env::args().nth(1);
-    if arg.as_deref() == Some("--stdout") {
+    let args = Args::parse();
+    if args.stdout {
         for (_, yaml) in netstream_operator::crdgen::render()? {
             print!("{yaml}");
         }
         return Ok(());
     }
-    let dir = arg
-        .map(PathBuf::from)
+    let dir = args
+        .dir
         .unwrap_or_else(netstream_operator::crdgen::default_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     for (file, yaml) in netstream_operator::crdgen::render()? {

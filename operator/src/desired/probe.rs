@@ -35,7 +35,7 @@ pub fn service_account(probe: &NetProbe) -> ServiceAccount {
 /// Command-line arguments of `netstream-probe` for this spec.
 pub fn args(probe: &NetProbe) -> Vec<String> {
     let spec = &probe.spec;
-    let mut args = kafka::wiring(&spec.kafka, "--producer-config").args;
+    let mut args = kafka::wiring(&spec.kafka, kafka::PRODUCER_CONFIG_FLAG).args;
     for iface in &spec.interfaces {
         args.push("--interface".into());
         args.push(iface.clone());
@@ -62,7 +62,7 @@ pub fn args(probe: &NetProbe) -> Vec<String> {
 pub fn daemonset(probe: &NetProbe, defaults: &Defaults) -> DaemonSet {
     let spec = &probe.spec;
     let instance = probe.name_any();
-    let wiring = kafka::wiring(&spec.kafka, "--producer-config");
+    let wiring = kafka::wiring(&spec.kafka, kafka::PRODUCER_CONFIG_FLAG);
     let mut env = vec![EnvVar {
         // Read by the probe as --node-name (flags are also env vars); tags every packet.
         name: "NETSTREAM_NODE_NAME".into(),

@@ -78,7 +78,7 @@ pub fn service_account(sa: &StreamAnalysis) -> ServiceAccount {
 
 /// Command-line arguments of `netstream-processor`.
 pub fn args(sa: &StreamAnalysis, source: &Source) -> Vec<String> {
-    let mut args = kafka::wiring(&source.kafka, "--consumer-config").args;
+    let mut args = kafka::wiring(&source.kafka, kafka::CONSUMER_CONFIG_FLAG).args;
     args.push("--group".into());
     args.push(consumer_group(sa));
     args.push("--metrics-addr".into());
@@ -123,7 +123,7 @@ pub fn enrichment_args(sa: &StreamAnalysis) -> Vec<String> {
 pub fn deployment(sa: &StreamAnalysis, source: &Source, defaults: &Defaults) -> Deployment {
     let spec = &sa.spec;
     let instance = sa.name_any();
-    let wiring = kafka::wiring(&source.kafka, "--consumer-config");
+    let wiring = kafka::wiring(&source.kafka, kafka::CONSUMER_CONFIG_FLAG);
     let mut mounts = vec![VolumeMount {
         name: "tmp".into(),
         mount_path: "/tmp".into(),

@@ -50,7 +50,7 @@ pub async fn delete_owned<K>(api: &Api<K>, name: &str, owner_uid: &str) -> Resul
 where
     K: Resource + DeserializeOwned + Clone + Debug,
 {
-    let Some(obj) = api.get_opt(name).await? else {
+    let Some(obj) = get_opt(api, name).await? else {
         return Ok(());
     };
     let owned = obj
@@ -67,6 +67,19 @@ where
     Ok(())
 }
 
+/// `Api::get_opt` that also takes the plain-text 404 of an uninstalled CRD (or an unknown
+/// resource) for "absent", see [`crate::error::is_not_found`].
+pub async fn get_opt<K>(api: &Api<K>, name: &str) -> Result<Option<K>, kube::Error>
+where
+    K: Resource + DeserializeOwned + Clone + Debug,
+{
+    match api.get(name).await {
+        Ok(obj) => Ok(Some(obj)),
+        Err(e) if crate::error::is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Checks that every Secret the Kafka settings reference exists and has the keys. Returns a
 /// [`Problem`] for the user to fix, or an error for API failures.
 pub async fn check_secrets(
@@ -76,8 +89,7 @@ pub async fn check_secrets(
 ) -> Result<Option<Problem>> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     for (name, keys) in kafka::referenced_secrets(kafka) {
-        let secret = api
-            .get_opt(&name)
+        let secret = get_opt(&api, &name)
             .await
             .map_err(Error::kube(format!("reading Secret {namespace}/{name}")))?;
         let Some(secret) = secret else {
@@ -157,6 +169,14 @@ where
     if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
         tracing::warn!(error = %e, "publishing event failed");
     }
+}
+
+/// Reason of a name that child objects cannot carry (see [`crate::crd::name_problem`]).
+pub const INVALID_NAME: &str = "InvalidName";
+
+/// A [`Problem`] when `obj`'s name cannot name its children (admitted before the CRD rule).
+pub fn name_problem<K: Resource>(obj: &K) -> Option<Problem> {
+    crate::crd::name_problem(&obj.name_any()).map(|m| Problem::new(INVALID_NAME, m))
 }
 
 /// Namespace and uid of a namespaced object, which owning children requires.

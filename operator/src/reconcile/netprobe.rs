@@ -23,6 +23,9 @@ pub const CONTROLLER: &str = "netprobe";
 
 /// Validates the spec beyond what the schema can (the BPF filter).
 pub fn spec_problem(np: &NetProbe) -> Option<Problem> {
+    if let Some(p) = super::name_problem(np) {
+        return Some(p);
+    }
     let filter = np.spec.filter.as_deref()?;
     crate::bpf::validate(filter).err().map(|msg| {
         Problem::new(

@@ -15,7 +15,8 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 
 use super::netprobe::now;
 use super::{
-    RECHECK, RESYNC, apply, check_secrets, delete_owned, identity, patch_status, publish_transition,
+    RECHECK, RESYNC, apply, check_secrets, delete_owned, get_opt, identity, patch_status,
+    publish_transition,
 };
 use crate::conditions::{self, Problem};
 use crate::context::Context;
@@ -35,6 +36,9 @@ pub const SERVICE_MONITOR_MISSING: &str = "ServiceMonitorCrdMissing";
 pub const NAMESPACE_MISSING: &str = "EnrichmentNamespaceNotFound";
 /// Reason when `spec.enrichment.subnetLabels` holds a range that does not parse.
 pub const INVALID_SUBNET: &str = "InvalidSubnetLabel";
+
+/// Reason when the topic's partition count cannot be read from Kafka.
+pub const PARTITIONS_UNKNOWN: &str = "KafkaMetadataUnavailable";
 
 /// Finalizer that removes the enrichment RBAC bindings (which garbage collection cannot reach)
 /// before a StreamAnalysis is deleted.
@@ -87,8 +91,7 @@ async fn resolve_kafka(
         )));
     };
     let probes: Api<NetProbe> = Api::namespaced(ctx.client.clone(), ns);
-    match probes
-        .get_opt(&r.name)
+    match super::get_opt(&probes, &r.name)
         .await
         .map_err(Error::kube(format!("reading NetProbe {ns}/{}", r.name)))?
     {
@@ -117,18 +120,30 @@ async fn reconcile_inner(sa: &StreamAnalysis, ctx: &Context) -> Result<Action> {
         Err(p) => Err(p),
     };
 
-    let kafka = match kafka.and_then(|k| match invalid_subnet(sa) {
-        Some(p) => Err(p),
-        None => Ok(k),
-    }) {
-        Ok(k) => k,
-        Err(problem) => return blocked(sa, ctx, &api, &ns, &old, problem).await,
-    };
+    let kafka =
+        match kafka.and_then(
+            |k| match super::name_problem(sa).or_else(|| invalid_subnet(sa)) {
+                Some(p) => Err(p),
+                None => Ok(k),
+            },
+        ) {
+            Ok(k) => k,
+            Err(problem) => return blocked(sa, ctx, &api, &ns, &old, problem).await,
+        };
 
-    let partitions = ctx.partitions.partitions(&ns, &kafka).await;
+    let mut problems: Vec<Problem> = Vec::new();
+    let partitions = match ctx.partitions.partitions(&ns, &kafka).await {
+        Ok(p) => p,
+        Err(message) => {
+            problems.push(Problem::new(
+                PARTITIONS_UNKNOWN,
+                format!("{message}; maxReplicas is not capped at the partition count meanwhile"),
+            ));
+            old.partitions
+        }
+    };
     let source = Source { kafka, partitions };
     let client = &ctx.client;
-    let mut problems: Vec<Problem> = Vec::new();
 
     let sa_api: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
     apply(&sa_api, &processor::service_account(sa))
@@ -147,13 +162,27 @@ async fn reconcile_inner(sa: &StreamAnalysis, ctx: &Context) -> Result<Action> {
     // Before the Deployment, so new pods start with the permissions their watches need.
     problems.extend(apply_bindings(sa, client).await?);
     let dep_api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let dep = apply(&dep_api, &processor::deployment(sa, &source, &ctx.defaults))
+    let dep_name = processor::name(sa);
+    let existed = get_opt(&dep_api, &dep_name)
         .await
-        .map_err(Error::kube(format!(
-            "applying Deployment {}",
-            processor::name(sa)
-        )))?;
+        .map_err(Error::kube(format!("reading Deployment {dep_name}")))?
+        .is_some();
+    let mut dep = apply(&dep_api, &processor::deployment(sa, &source, &ctx.defaults))
+        .await
+        .map_err(Error::kube(format!("applying Deployment {dep_name}")))?;
+    if !existed {
+        dep = apply_initial_replicas(&dep_api, sa, &source)
+            .await
+            .map_err(Error::kube(format!(
+                "setting the initial replicas of Deployment {dep_name}"
+            )))?;
+    }
 
+    // Kinds whose CRD is absent are never called: a real API server answers them with a
+    // plain-text 404 (see `crate::discovery`).
+    let optional = ctx.apis.get(client).await.map_err(Error::kube(
+        "discovering the KEDA and prometheus-operator APIs",
+    ))?;
     let hpa_api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
     let so_api: Api<ScaledObject> = Api::namespaced(client.clone(), &ns);
     let ta_api: Api<TriggerAuthentication> = Api::namespaced(client.clone(), &ns);
@@ -165,43 +194,64 @@ async fn reconcile_inner(sa: &StreamAnalysis, ctx: &Context) -> Result<Action> {
                     "applying HorizontalPodAutoscaler {}",
                     processor::name(sa)
                 )))?;
-            // Switching from keda: remove what we created before. Missing CRD = nothing to do.
-            delete_owned(&so_api, &processor::name(sa), &uid)
-                .await
-                .map_err(Error::kube("removing the previous ScaledObject"))?;
-            delete_owned(&ta_api, &autoscaling::trigger_authentication_name(sa), &uid)
-                .await
-                .map_err(Error::kube("removing the previous TriggerAuthentication"))?;
+            // Switching from keda: remove what we created before.
+            if optional.keda {
+                delete_owned(&so_api, &processor::name(sa), &uid)
+                    .await
+                    .map_err(Error::kube("removing the previous ScaledObject"))?;
+                delete_owned(&ta_api, &autoscaling::trigger_authentication_name(sa), &uid)
+                    .await
+                    .map_err(Error::kube("removing the previous TriggerAuthentication"))?;
+            }
         }
         AutoscalingMode::Keda => {
             // KEDA refuses a ScaledObject whose target already has an HPA, so drop ours first.
             delete_owned(&hpa_api, &processor::name(sa), &uid)
                 .await
                 .map_err(Error::kube("removing the previous HorizontalPodAutoscaler"))?;
-            match apply_keda(sa, &source, &uid, &so_api, &ta_api).await {
-                Ok(()) => {}
-                Err(e) if is_not_found(&e) => problems.push(Problem::new(
+            let keda_missing = || {
+                Problem::new(
                     KEDA_MISSING,
                     "spec.autoscaling.mode is keda but the KEDA CRDs (scaledobjects.keda.sh) are not installed; install KEDA or use mode: hpa. The processors run unscaled meanwhile",
-                )),
-                Err(e) => return Err(Error::kube("applying KEDA ScaledObject")(e)),
+                )
+            };
+            if !optional.keda {
+                problems.push(keda_missing());
+            } else {
+                match apply_keda(sa, &source, &uid, &so_api, &ta_api).await {
+                    Ok(()) => {}
+                    // Uninstalled since discovery looked.
+                    Err(e) if is_not_found(&e) => {
+                        ctx.apis.invalidate();
+                        problems.push(keda_missing());
+                    }
+                    Err(e) => return Err(Error::kube("applying KEDA ScaledObject")(e)),
+                }
             }
         }
     }
 
     let sm_api: Api<ServiceMonitor> = Api::namespaced(client.clone(), &ns);
-    match processor::service_monitor(sa) {
-        Some(sm) => match apply(&sm_api, &sm).await {
+    let sm_missing = || {
+        Problem::new(
+            SERVICE_MONITOR_MISSING,
+            "spec.serviceMonitor.enabled is true but the prometheus-operator CRD servicemonitors.monitoring.coreos.com is not installed; install it or disable the ServiceMonitor",
+        )
+    };
+    match (processor::service_monitor(sa), optional.service_monitor) {
+        (Some(sm), true) => match apply(&sm_api, &sm).await {
             Ok(_) => {}
-            Err(e) if is_not_found(&e) => problems.push(Problem::new(
-                SERVICE_MONITOR_MISSING,
-                "spec.serviceMonitor.enabled is true but the prometheus-operator CRD servicemonitors.monitoring.coreos.com is not installed; install it or disable the ServiceMonitor",
-            )),
+            Err(e) if is_not_found(&e) => {
+                ctx.apis.invalidate();
+                problems.push(sm_missing());
+            }
             Err(e) => return Err(Error::kube("applying ServiceMonitor")(e)),
         },
-        None => delete_owned(&sm_api, &processor::name(sa), &uid)
+        (Some(_), false) => problems.push(sm_missing()),
+        (None, true) => delete_owned(&sm_api, &processor::name(sa), &uid)
             .await
             .map_err(Error::kube("removing the previous ServiceMonitor"))?,
+        (None, false) => {}
     }
     for p in &problems {
         ctx.metrics.failed(CONTROLLER, p.reason);
@@ -405,6 +455,36 @@ async fn apply_keda(
     }
     apply(so_api, &autoscaling::scaled_object(sa, source)).await?;
     Ok(())
+}
+
+/// Field manager that sets `spec.replicas` once, when the operator creates the Deployment.
+/// The main manager never applies `replicas` (dropping a field from an applied config deletes
+/// it, which would reset the Deployment to 1 on every reconcile and fight the autoscaler);
+/// this one never applies again, and the HPA or KEDA takes the field over with its first
+/// scale.
+pub const INITIAL_REPLICAS_MANAGER: &str = "netstream-operator-initial-replicas";
+
+/// Starts a new processor Deployment at `minReplicas` (capped as the autoscaler caps it)
+/// instead of the API default of 1, which in KEDA mode without KEDA would stay forever.
+async fn apply_initial_replicas(
+    api: &Api<Deployment>,
+    sa: &StreamAnalysis,
+    source: &Source,
+) -> Result<Deployment, kube::Error> {
+    let (min, _) = processor::replica_bounds(sa, source.partitions);
+    let body = serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": processor::name(sa)},
+        "spec": {"replicas": min},
+    });
+    let params = kube::api::PatchParams::apply(INITIAL_REPLICAS_MANAGER).force();
+    api.patch(
+        &processor::name(sa),
+        &params,
+        &kube::api::Patch::Apply(&body),
+    )
+    .await
 }
 
 /// Error policy: retry with per-object exponential backoff.

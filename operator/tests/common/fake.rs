@@ -56,8 +56,11 @@ pub struct ResPath {
 pub fn parse_path(path: &str) -> Option<ResPath> {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (group, rest) = match *parts.first()? {
-        "api" => (String::new(), parts.get(2..)?),
-        "apis" => (parts.get(1)?.to_string(), parts.get(3..)?),
+        "api" => (String::new(), parts.get(2..).unwrap_or_default()),
+        "apis" => (
+            parts.get(1)?.to_string(),
+            parts.get(3..).unwrap_or_default(),
+        ),
         _ => return None,
     };
     let (namespace, rest) = if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
@@ -67,7 +70,8 @@ pub fn parse_path(path: &str) -> Option<ResPath> {
     };
     Some(ResPath {
         group,
-        resource: rest.first()?.to_string(),
+        // Empty for a discovery path (`/api/v1`, `/apis/g/v`).
+        resource: rest.first().map(|s| s.to_string()).unwrap_or_default(),
         namespace,
         name: rest.get(1).map(|s| s.to_string()),
         sub: rest.get(2).map(|s| s.to_string()),
@@ -84,6 +88,10 @@ impl Call {
     /// create the object, which the API server authorizes as `create` too.
     pub fn rbac(&self) -> Vec<(String, String, String)> {
         let r = self.res();
+        if r.resource.is_empty() {
+            // Discovery: allowed to every authenticated user (`system:discovery`).
+            return Vec::new();
+        }
         let resource = match &r.sub {
             Some(s) => format!("{}/{}", r.resource, s),
             None => r.resource.clone(),
@@ -138,6 +146,9 @@ impl Call {
     /// `METHOD resource/name[/sub]` for compact sequence assertions.
     pub fn short(&self) -> String {
         let r = self.res();
+        if r.resource.is_empty() {
+            return format!("{} {}", self.method, self.path);
+        }
         let mut s = format!("{} {}", self.method, r.resource);
         if let Some(n) = &r.name {
             s.push('/');
@@ -200,7 +211,79 @@ fn status(code: u16, reason: &str, message: &str) -> (StatusCode, Value) {
     )
 }
 
+/// What a real API server answers for a path it does not serve (a group/version whose CRD is
+/// not installed, an unknown resource): `text/plain`, not a JSON `Status`. The body is sent as
+/// text because it is a JSON string.
+fn page_not_found() -> (StatusCode, Value) {
+    (StatusCode::NOT_FOUND, Value::String(PAGE_NOT_FOUND.into()))
+}
+
+/// Body of [`page_not_found`].
+pub const PAGE_NOT_FOUND: &str = "404 page not found";
+
+/// Resources the fake serves, per API group (`""` = core); anything else is
+/// [`page_not_found`], as on a real server. Groups in [`State::missing_groups`] are not served
+/// at all.
+pub const SERVED: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "configmaps",
+            "events",
+            "namespaces",
+            "nodes",
+            "pods",
+            "secrets",
+            "serviceaccounts",
+            "services",
+        ],
+    ),
+    ("apps", &["daemonsets", "deployments", "replicasets"]),
+    ("autoscaling", &["horizontalpodautoscalers"]),
+    ("coordination.k8s.io", &["leases"]),
+    ("events.k8s.io", &["events"]),
+    (
+        "rbac.authorization.k8s.io",
+        &[
+            "clusterrolebindings",
+            "clusterroles",
+            "rolebindings",
+            "roles",
+        ],
+    ),
+    ("netstream.dev", &["netprobes", "streamanalyses"]),
+    ("keda.sh", &["scaledobjects", "triggerauthentications"]),
+    ("monitoring.coreos.com", &["servicemonitors"]),
+];
+
+fn served(group: &str) -> Option<&'static [&'static str]> {
+    SERVED.iter().find(|(g, _)| *g == group).map(|(_, r)| *r)
+}
+
 impl State {
+    /// Whether `r` names something this server serves (see [`SERVED`]).
+    fn serves(&self, r: &ResPath) -> bool {
+        !self.missing_groups.contains(&r.group)
+            && served(&r.group)
+                .is_some_and(|list| r.resource.is_empty() || list.contains(&r.resource.as_str()))
+    }
+
+    /// `APIResourceList` of a served group/version (discovery).
+    fn discovery(&self, path: &str, r: &ResPath) -> (StatusCode, Value) {
+        let group_version = path
+            .trim_start_matches("/apis/")
+            .trim_start_matches("/api/");
+        let resources: Vec<Value> = served(&r.group)
+            .unwrap_or_default()
+            .iter()
+            .map(|name| json!({"name": name, "singularName": "", "namespaced": true, "kind": "", "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}))
+            .collect();
+        (
+            StatusCode::OK,
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+        )
+    }
+
     fn next(&mut self) -> u64 {
         self.counter += 1;
         self.counter
@@ -275,14 +358,16 @@ impl State {
 
     fn handle(&mut self, call: &Call) -> (StatusCode, Value) {
         let Some(r) = parse_path(&call.path) else {
-            return status(404, "NotFound", "unknown path");
+            return page_not_found();
         };
-        if self.missing_groups.contains(&r.group) {
-            return status(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            );
+        if !self.serves(&r) {
+            return page_not_found();
+        }
+        if r.resource.is_empty() {
+            return match call.method.as_str() {
+                "GET" => self.discovery(&call.path, &r),
+                _ => status(405, "MethodNotAllowed", "discovery is read-only"),
+            };
         }
         if let Some(i) = self
             .faults
@@ -554,9 +639,10 @@ impl Fake {
                         serde_json::from_slice(&bytes).ok()
                     },
                 };
-                if call.query.contains("watch=true") {
+                let r = call.res();
+                let unserved = !state.lock().unwrap().serves(&r);
+                if call.query.contains("watch=true") && !unserved {
                     // A streaming response that stays open; changes arrive as events.
-                    let r = call.res();
                     let (tx, rx) = mpsc::unbounded::<Bytes>();
                     {
                         let mut st = state.lock().unwrap();
@@ -573,9 +659,17 @@ impl Fake {
                     st.log.push(call.clone());
                     st.handle(&call)
                 };
+                let (content_type, body) = match value {
+                    Value::String(text) => ("text/plain; charset=utf-8", Bytes::from(text)),
+                    v => (
+                        "application/json",
+                        Bytes::from(serde_json::to_vec(&v).unwrap()),
+                    ),
+                };
                 let resp = Response::builder()
                     .status(code)
-                    .body(Full::new(Bytes::from(serde_json::to_vec(&value).unwrap())).boxed())
+                    .header(http::header::CONTENT_TYPE, content_type)
+                    .body(Full::new(body).boxed())
                     .unwrap();
                 send.send_response(resp);
             }
