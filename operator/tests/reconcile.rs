@@ -1910,3 +1910,300 @@ async fn initial_replicas_only_at_creation() {
     );
     assert_eq!(fake.get(&dep_path).unwrap()["spec"]["replicas"], 7);
 }
+
+// ------------------------------------------------- Kafka: partitions, consumer settings
+
+fn plain_kafka(bootstrap: &str, topic: &str) -> KafkaSpec {
+    serde_json::from_value(json!({"bootstrapServers": [bootstrap], "topic": topic})).unwrap()
+}
+
+/// `status.partitions` and the `maxReplicas` cap come from the topic's real partition count
+/// (tansu); a missing topic and an unreachable broker are conditions, not errors, and keep
+/// the last known count.
+#[tokio::test]
+async fn partitions_read_from_kafka_cap_replicas() {
+    use netstream_operator::context::PartitionSource;
+    use netstream_operator::partitions::KafkaPartitions;
+    let Some(broker) = netstream_testkit::broker::Broker::start() else {
+        return;
+    };
+    broker.create_topic("six", 6).unwrap();
+    let (client, fake) = Fake::start();
+    fake.missing_group("keda.sh");
+    fake.missing_group("monitoring.coreos.com");
+    let source =
+        Arc::new(KafkaPartitions::new(client.clone()).with_timeout(Duration::from_secs(3)));
+    let kafka = plain_kafka(&broker.bootstrap(), "six");
+    assert_eq!(source.partitions(NS, &kafka).await, Ok(Some(6)));
+    let missing = source
+        .partitions(NS, &plain_kafka(&broker.bootstrap(), "nope"))
+        .await;
+    assert!(
+        missing.as_ref().unwrap_err().contains("does not exist"),
+        "{missing:?}"
+    );
+
+    let ctx = Arc::new(
+        Context::new(client, Defaults::default(), Metrics::new().unwrap(), None)
+            .with_partitions(source.clone()),
+    );
+    let mut spec = minimal_analysis_spec();
+    spec.kafka = Some(kafka.clone());
+    spec.max_replicas = 10;
+    let sa = analysis("flows", spec);
+    store_sa(&fake, &sa);
+    sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    let calls = fake.take_log();
+    assert_eq!(status_body(&calls)["partitions"], 6);
+    let hpa = fake.get(&format!("{HPA_BASE}/flows-processor")).unwrap();
+    assert_eq!(
+        hpa["spec"]["maxReplicas"], 6,
+        "capped at the partition count"
+    );
+
+    // Unreachable brokers: reported with what to check, the last count kept.
+    let mut sa = reload_sa(&fake, "flows");
+    sa.spec.kafka = Some(plain_kafka("127.0.0.1:1", "six"));
+    store_sa(&fake, &sa);
+    let started = std::time::Instant::now();
+    let action = sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    let st = status_body(&fake.take_log());
+    assert_eq!(cond(&st, "Degraded")["reason"], "KafkaMetadataUnavailable");
+    assert!(
+        cond(&st, "Degraded")["message"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1:1")
+    );
+    assert_eq!(st["partitions"], 6, "last known count kept");
+
+    // Cached: asked again within the TTL, the answer does not need the broker.
+    drop(broker);
+    assert_eq!(source.partitions(NS, &kafka).await, Ok(Some(6)));
+}
+
+/// librdkafka's own warnings of a consumer (no broker needed: they are logged when the client
+/// is created).
+fn consumer_warnings(props: &[(&str, &str)]) -> Vec<String> {
+    use rdkafka::ClientContext;
+    use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+    use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+    #[derive(Clone, Default)]
+    struct Capture(Arc<std::sync::Mutex<Vec<String>>>);
+    impl ClientContext for Capture {
+        fn log(&self, level: RDKafkaLogLevel, _fac: &str, msg: &str) {
+            // Configuration warnings only (not the refused connections to 127.0.0.1:1).
+            if (level as i32) <= (RDKafkaLogLevel::Warning as i32) && msg.contains("property") {
+                self.0.lock().unwrap().push(msg.to_string());
+            }
+        }
+    }
+    impl ConsumerContext for Capture {}
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", "127.0.0.1:1")
+        .set("group.id", "g");
+    for (k, v) in props {
+        c.set(*k, *v);
+    }
+    let ctx = Capture::default();
+    let consumer: BaseConsumer<Capture> = c.create_with_context(ctx.clone()).unwrap();
+    // Topic-level properties are checked when a topic handle is made, as on assignment.
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition("t", 0);
+    consumer.assign(&tpl).unwrap();
+    // librdkafka delivers its log lines from its own threads: give them a moment.
+    let deadline = std::time::Instant::now() + Duration::from_millis(700);
+    while std::time::Instant::now() < deadline && ctx.0.lock().unwrap().is_empty() {
+        let _ = consumer.poll(Duration::from_millis(20));
+    }
+    drop(consumer);
+    ctx.0.lock().unwrap().clone()
+}
+
+/// Every entry of the producer-only list is one librdkafka itself ignores in a consumer (so
+/// the operator drops nothing a consumer reads), and what remains draws no warning.
+#[test]
+fn producer_only_properties_match_librdkafka() {
+    use netstream_runtime::kafka_config::PRODUCER_ONLY;
+    let value = |k: &str| match k {
+        "compression.codec" | "compression.type" => "lz4",
+        "partitioner" => "murmur2_random",
+        "queuing.strategy" => "fifo",
+        "transactional.id" => "t",
+        "acks" | "request.required.acks" => "1",
+        "enable.idempotence" => "true",
+        "enable.gapless.guarantee" | "produce.offset.report" | "delivery.report.only.error" => {
+            "false"
+        }
+        "compression.level" | "queue.buffering.backpressure.threshold" => "1",
+        _ => "1000",
+    };
+    for k in PRODUCER_ONLY {
+        let warnings = consumer_warnings(&[(k, value(k))]);
+        assert!(
+            // Alone in the config, so the warning is about it (named by its canonical
+            // name when `k` is an alias, e.g. compression.type -> compression.codec).
+            warnings
+                .iter()
+                .any(|w| w.contains("is a producer property")),
+            "{k}: librdkafka does not call it a producer property: {warnings:?}"
+        );
+    }
+    let consumer_side = [
+        ("fetch.min.bytes", "1"),
+        ("socket.keepalive.enable", "true"),
+        ("client.id", "x"),
+    ];
+    assert_eq!(consumer_warnings(&consumer_side), Vec::<String>::new());
+}
+
+/// A StreamAnalysis with `probeRef` shares the NetProbe's producer tuning; what the operator
+/// renders for the processor runs through the real processor binary's config merge without
+/// a single librdkafka warning about producer properties.
+#[test]
+fn probe_ref_producer_settings_do_not_reach_the_consumer() {
+    use std::io::BufRead;
+    let Some(broker) = netstream_testkit::broker::Broker::start() else {
+        return;
+    };
+    broker.create_topic("netstream.packets", 1).unwrap();
+    let mut probe_kafka = plain_kafka(&broker.bootstrap(), "netstream.packets");
+    probe_kafka.properties = BTreeMap::from([
+        ("compression.type".into(), "lz4".into()),
+        ("linger.ms".into(), "20".into()),
+        ("acks".into(), "all".into()),
+        ("batch.size".into(), "1000000".into()),
+        ("socket.keepalive.enable".into(), "true".into()),
+    ]);
+    let mut spec = minimal_analysis_spec();
+    spec.kafka = None;
+    spec.probe_ref = Some(ProbeRef {
+        name: "edge".into(),
+    });
+    spec.enrichment.enabled = false;
+    let sa = analysis("flows", spec);
+    let src = processor::Source {
+        kafka: probe_kafka,
+        partitions: None,
+    };
+    let mut args = processor::args(&sa, &src);
+    let joined = args.join(" ");
+    assert!(joined.contains("socket.keepalive.enable=true"), "{joined}");
+    for p in ["compression.type", "linger.ms", "acks=", "batch.size"] {
+        assert!(!joined.contains(p), "{p} handed to the consumer: {joined}");
+    }
+    // Run it with the rendered flags (on a free metrics port) until it has its partition:
+    // by then librdkafka has checked the global and the topic-level properties.
+    let i = args.iter().position(|a| a == "--metrics-addr").unwrap();
+    args[i + 1] = "127.0.0.1:0".into();
+    args.extend(["--consumer-config".into(), "fetch.wait.max.ms=10".into()]);
+    let Some(bin) = processor_binary() else {
+        return;
+    };
+    let mut child = std::process::Command::new(&bin)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    for pipe in [
+        Box::new(out) as Box<dyn std::io::Read + Send>,
+        Box::new(err),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    let mut log = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                let assigned = line.contains("partitions assigned");
+                log.push(line);
+                if assigned {
+                    // Topic-level warnings follow the assignment closely.
+                    std::thread::sleep(Duration::from_millis(500));
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    log.extend(rx.try_iter());
+    let log = log.join("\n");
+    assert!(
+        log.contains("partitions assigned"),
+        "the processor did not start consuming:\n{log}"
+    );
+    assert!(!log.contains("producer property"), "{log}");
+}
+
+/// The processor binary built beside this test (`cargo test --workspace` builds it), or
+/// `NETSTREAM_PROCESSOR_BIN`.
+fn processor_binary() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("NETSTREAM_PROCESSOR_BIN") {
+        return Some(p.into());
+    }
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("netstream-processor");
+    if bin.is_file() {
+        return Some(bin);
+    }
+    netstream_testkit::tools::skip(
+        "netstream-processor not built (cargo build -p netstream-processor)",
+    );
+    None
+}
+
+/// The client the operator builds sends `User-Agent: netstream-operator/<version>` (the API
+/// server derives Events' and Leases' field manager from it), over real HTTP.
+#[tokio::test]
+async fn requests_carry_the_operator_user_agent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 8192];
+        let mut n = 0;
+        while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+            n += sock.read(&mut buf[n..]).await.unwrap();
+        }
+        let body = r#"{"kind":"APIResourceList","apiVersion":"v1","groupVersion":"keda.sh/v1alpha1","resources":[]}"#;
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        sock.write_all(resp.as_bytes()).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).to_lowercase()
+    });
+    let mut config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    netstream_operator::client::identify(&mut config);
+    let client = kube::Client::try_from(config).unwrap();
+    client
+        .list_api_group_resources("keda.sh/v1alpha1")
+        .await
+        .unwrap();
+    let request = server.await.unwrap();
+    let want = format!("user-agent: {}", netstream_operator::client::USER_AGENT);
+    assert!(request.contains(&want), "{request}");
+    assert!(netstream_operator::client::USER_AGENT.starts_with("netstream-operator/0."));
+}
