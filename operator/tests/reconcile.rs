@@ -2207,3 +2207,113 @@ async fn requests_carry_the_operator_user_agent() {
     assert!(request.contains(&want), "{request}");
     assert!(netstream_operator::client::USER_AGENT.starts_with("netstream-operator/0."));
 }
+
+/// Over TLS, the operator trusts the CA from the StreamAnalysis' Secret (read through the
+/// API, never written to disk); a wrong CA and a missing Secret are reported with the cause.
+#[tokio::test]
+async fn partitions_over_tls_with_the_ca_from_the_secret() {
+    use netstream_operator::context::PartitionSource;
+    use netstream_operator::partitions::KafkaPartitions;
+    use netstream_testkit::secure_broker::{SecureBroker, TestCa};
+    let Some(ca) = TestCa::generate() else {
+        return;
+    };
+    let Some(broker) = SecureBroker::start(Some(&ca), false) else {
+        return;
+    };
+    broker.create_topic(Some(&ca), "four", 4).unwrap();
+    let (client, fake) = Fake::start();
+    let put_ca = |name: &str, pem: &std::path::Path| {
+        let s = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(NS.into()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(
+                "ca.crt".to_string(),
+                ByteString(std::fs::read(pem).unwrap()),
+            )])),
+            ..Default::default()
+        };
+        fake.put(&format!("{SECRET_BASE}/{name}"), v(&s));
+    };
+    put_ca("kafka-ca", &ca.ca);
+    put_ca("other-ca", &ca.other_ca);
+    let kafka = |secret: &str| -> KafkaSpec {
+        serde_json::from_value(
+            json!({"bootstrapServers": [broker.bootstrap()], "topic": "four",
+            "tls": {"secretName": secret, "caKey": "ca.crt"}}),
+        )
+        .unwrap()
+    };
+    let source = KafkaPartitions::new(client).with_timeout(Duration::from_secs(3));
+    assert_eq!(source.partitions(NS, &kafka("kafka-ca")).await, Ok(Some(4)));
+    let wrong = source.partitions(NS, &kafka("other-ca")).await;
+    assert!(wrong.is_err(), "{wrong:?}");
+    let missing = source.partitions(NS, &kafka("ghost")).await;
+    assert!(
+        missing
+            .as_ref()
+            .unwrap_err()
+            .contains("Secret netstream/ghost does not exist"),
+        "{missing:?}"
+    );
+    assert!(broker.handshakes().0 >= 1, "a TLS handshake completed");
+}
+
+/// The fake models server-side apply conflicts, so a dropped `force` would show: another
+/// manager's unforced apply of `spec.replicas` conflicts with the initial-replicas manager,
+/// a forced one takes the field over, and the operator's next (forced) applies succeed
+/// without touching it.
+#[tokio::test]
+async fn apply_conflicts_are_modelled_and_the_operator_forces() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Api, Patch, PatchParams};
+    let (ctx, fake) = setup();
+    fake.missing_group("keda.sh");
+    fake.missing_group("monitoring.coreos.com");
+    let sa = analysis("flows", minimal_analysis_spec());
+    store_sa(&fake, &sa);
+    sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), NS);
+    let body = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "flows-processor"}, "spec": {"replicas": 5}});
+    let err = api
+        .patch(
+            "flows-processor",
+            &PatchParams::apply("kubectl"),
+            &Patch::Apply(&body),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 409);
+            assert!(
+                s.message.contains(sa_rec::INITIAL_REPLICAS_MANAGER),
+                "{}",
+                s.message
+            );
+            assert!(s.message.contains(".spec.replicas"), "{}", s.message);
+        }
+        e => panic!("{e:?}"),
+    }
+    api.patch(
+        "flows-processor",
+        &PatchParams::apply("kubectl").force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .unwrap();
+    let sa = reload_sa(&fake, "flows");
+    sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    let dep = fake.get(&format!("{DEP_BASE}/flows-processor")).unwrap();
+    assert_eq!(dep["spec"]["replicas"], 5);
+    let owners = fake.state.lock().unwrap().owners[&format!("{DEP_BASE}/flows-processor")].clone();
+    assert_eq!(owners[".spec.replicas"], "kubectl");
+    assert_eq!(
+        owners[".spec.template.spec.serviceAccountName"],
+        "netstream-operator"
+    );
+}

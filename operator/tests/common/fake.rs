@@ -201,6 +201,8 @@ pub struct State {
     /// Open watches: (group, resource, event sink).
     watches: Vec<(String, String, mpsc::UnboundedSender<Bytes>)>,
     counter: u64,
+    /// Server-side apply ownership: object key -> leaf field path -> field manager.
+    pub owners: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 fn status(code: u16, reason: &str, message: &str) -> (StatusCode, Value) {
@@ -438,6 +440,11 @@ impl State {
                     self.store(&base, obj.clone());
                     return (StatusCode::OK, obj);
                 }
+                if call.content_type.contains("apply-patch")
+                    && let Err(conflict) = self.take_ownership(&base, call, &body)
+                {
+                    return conflict;
+                }
                 let mut new = body;
                 match self.objects.get(&base) {
                     Some(old) => {
@@ -518,7 +525,80 @@ impl State {
     }
 }
 
+/// Leaf field paths of an applied configuration (`.spec.replicas`); arrays are atomic, and
+/// the identifying fields belong to nobody.
+fn leaves(v: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let path = format!("{prefix}.{k}");
+                if matches!(
+                    path.as_str(),
+                    ".apiVersion" | ".kind" | ".metadata.name" | ".metadata.namespace"
+                ) {
+                    continue;
+                }
+                leaves(v, &path, out);
+            }
+        }
+        v => out.push((prefix.to_string(), v.clone())),
+    }
+}
+
+fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.trim_start_matches('.')
+        .split('.')
+        .try_fold(v, |v, k| v.get(k))
+}
+
 impl State {
+    /// Server-side apply's field ownership, simplified to leaves: an apply without `force`
+    /// that changes a field another manager owns is a 409 naming the manager and the fields,
+    /// as on a real API server; otherwise the applier owns every field it sent.
+    fn take_ownership(
+        &mut self,
+        key: &str,
+        call: &Call,
+        body: &Value,
+    ) -> Result<(), (StatusCode, Value)> {
+        let manager = call
+            .query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("fieldManager="))
+            .unwrap_or("unknown")
+            .to_string();
+        let mut sent = Vec::new();
+        leaves(body, "", &mut sent);
+        let owners = self.owners.entry(key.to_string()).or_default();
+        if !call.query.contains("force=true")
+            && let Some(old) = self.objects.get(key)
+        {
+            let conflicts: Vec<(String, String)> = sent
+                .iter()
+                .filter_map(|(path, value)| {
+                    let owner = owners.get(path).filter(|o| **o != manager)?;
+                    (at(old, path) != Some(value)).then(|| (owner.clone(), path.clone()))
+                })
+                .collect();
+            if let Some((owner, _)) = conflicts.first() {
+                let fields: Vec<&str> = conflicts.iter().map(|(_, p)| p.as_str()).collect();
+                return Err(status(
+                    409,
+                    "Conflict",
+                    &format!(
+                        "Apply failed with {} conflict(s): conflict with \"{owner}\": {}",
+                        conflicts.len(),
+                        fields.join(", ")
+                    ),
+                ));
+            }
+        }
+        for (path, _) in sent {
+            owners.insert(path, manager.clone());
+        }
+        Ok(())
+    }
+
     /// RFC 6902 JSON patch limited to what kube-runtime's finalizer helper sends: `test`,
     /// `add` and `remove` on `/metadata/finalizers[/<i>|/-]`. A failed `test` is a 422 like
     /// the real API server's. An object being deleted goes away with its last finalizer.
