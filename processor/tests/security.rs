@@ -121,7 +121,10 @@ fn processor_args(cmd: &mut Command, brokers: &str, topic: &str, addr: &str) {
 /// Mounts every filesystem read-only in a new mount namespace (kernel filesystems aside: the
 /// container runtime gives a pod its own), checks that writing to / and beside the binary
 /// fails, mounts a fresh tmpfs on /tmp (the Deployment's emptyDir), then drops to uid/gid 65532
-/// with no capabilities and no new privileges and execs the rest of its arguments.
+/// with no capabilities and no new privileges and execs the rest of its arguments. A binary
+/// under /tmp (a checkout there) is bound back into the new tmpfs, read-only, through a
+/// descriptor of its directory opened before the tmpfs hid it (not canonicalized: the
+/// descriptor's path names the hidden directory).
 const READ_ONLY_ROOT: &str = r#"
 findmnt -rn -o TARGET | grep -vE '^/(proc|sys|dev)(/|$)' | while read -r m; do
   mount -o remount,bind,ro "$m" 2>/dev/null || true
@@ -129,7 +132,15 @@ done
 for probe in /.netstream-rw-check "$(dirname "$1")/.netstream-rw-check"; do
   if touch "$probe" 2>/dev/null; then rm -f "$probe"; echo "still writable: $probe" >&2; exit 97; fi
 done
+bin="$(readlink -f "$1")"
+exec 3<"$(dirname "$bin")"
 mount -t tmpfs -o size=64m,mode=1777 tmpfs /tmp
+case "$bin" in /tmp/*)
+  (umask 022; mkdir -p "$(dirname "$bin")") && touch "$bin" \
+    && mount --no-canonicalize --bind "/proc/self/fd/3/$(basename "$bin")" "$bin" \
+    && mount -o remount,bind,ro "$bin" || { echo "cannot keep $bin visible" >&2; exit 96; }
+esac
+exec 3<&-
 exec setpriv --reuid=65532 --regid=65532 --clear-groups --inh-caps=-all --ambient-caps=-all \
   --bounding-set=-all --no-new-privs "$@"
 "#;
@@ -155,16 +166,17 @@ fn root_mount_options(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-#[test]
-fn runs_as_non_root_without_capabilities_on_a_read_only_root() {
+/// Whether this machine lets the test make mount namespaces and switch users (else it says
+/// why, and the test is skipped).
+fn can_sandbox() -> bool {
     if !is_root() {
         eprintln!("SKIPPED: needs root to make a mount namespace and switch to uid {NONROOT}");
-        return;
+        return false;
     }
     for tool in ["unshare", "setpriv", "findmnt"] {
         if tools::find(tool, &format!("NETSTREAM_{}", tool.to_uppercase())).is_none() {
             tools::skip(&format!("{tool} not found (Debian package util-linux)"));
-            return;
+            return false;
         }
     }
     // Root in a container without CAP_SYS_ADMIN cannot make mount namespaces.
@@ -174,6 +186,45 @@ fn runs_as_non_root_without_capabilities_on_a_read_only_root() {
         .is_ok_and(|s| s.success());
     if !can_unshare {
         eprintln!("SKIPPED: mount namespaces are not permitted here");
+    }
+    can_unshare
+}
+
+/// A checkout under /tmp: the sandbox's fresh tmpfs on /tmp must not hide the binary (it did:
+/// "setpriv: failed to execute .../netstream-processor: No such file or directory").
+#[test]
+fn read_only_root_sandbox_keeps_a_binary_under_tmp() {
+    use std::os::unix::fs::PermissionsExt;
+    if !can_sandbox() {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("netstream-checkout")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("netstream-processor");
+    std::fs::copy(common::PROCESSOR, &bin).unwrap();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(READ_ONLY_ROOT)
+        .arg("sh")
+        .arg(&bin)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("--brokers"), "{text}");
+}
+
+#[test]
+fn runs_as_non_root_without_capabilities_on_a_read_only_root() {
+    if !can_sandbox() {
         return;
     }
     let Some(broker) = Broker::start() else {
