@@ -19,9 +19,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use netstream_processor::clock::Clock;
 use netstream_processor::consume::{self, ConsumeContext, LoopOptions};
 use netstream_processor::record::Aggregate;
-use netstream_processor::state::{Clock, Shared};
+use netstream_processor::state::Shared;
 use netstream_runtime::http::Health;
 use netstream_testkit::broker::Broker;
 use rdkafka::ClientConfig;

@@ -17,7 +17,7 @@ pub const GROUP: &str = "netstream.dev";
 /// Served and stored version.
 pub const VERSION: &str = "v1alpha1";
 /// Default Kafka topic shared by probes and processors.
-pub const DEFAULT_TOPIC: &str = "netstream.packets";
+pub use netstream_wire::DEFAULT_TOPIC;
 
 /// Longest `metadata.name` of a NetProbe or StreamAnalysis: the longest child name,
 /// `<name>-processor-metrics` (a Service), must stay a 63-character DNS-1035 label.
@@ -46,17 +46,8 @@ pub fn name_problem(name: &str) -> Option<String> {
 }
 
 /// Librdkafka properties that carry credentials. They must come from Secret references
-/// (`tls` / `sasl`), never from the plain-text `properties` map, because CRs are readable by
-/// far more people than Secrets are.
-pub const FORBIDDEN_PROPERTIES: &[&str] = &[
-    "sasl.username",
-    "sasl.password",
-    "ssl.key.password",
-    "ssl.key.pem",
-    "ssl.certificate.pem",
-    "ssl.keystore.password",
-    "sasl.oauthbearer.client.secret",
-];
+/// (`tls` / `sasl`), never from the plain-text `properties` map (a CEL rule lists the same).
+pub use netstream_runtime::kafka_config::CREDENTIAL_PROPERTIES as FORBIDDEN_PROPERTIES;
 
 /// Defines a fleet of packet-capture probes: one pod on every selected node captures packets on
 /// the given interfaces and produces them to a Kafka topic.

@@ -25,10 +25,8 @@ pub const PRODUCER_CONFIG_FLAG: &str = "--producer-config";
 
 /// Where the TLS Secret is mounted.
 pub const TLS_MOUNT_PATH: &str = "/etc/netstream/kafka-tls";
-/// Env var carrying the SASL username.
-pub const SASL_USERNAME_ENV: &str = "NETSTREAM_KAFKA_SASL_USERNAME";
-/// Env var carrying the SASL password.
-pub const SASL_PASSWORD_ENV: &str = "NETSTREAM_KAFKA_SASL_PASSWORD";
+/// Env vars carrying the SASL credentials (the binaries read them as librdkafka properties).
+pub use netstream_runtime::kafka_config::{SASL_PASSWORD_ENV, SASL_USERNAME_ENV};
 const TLS_VOLUME: &str = "kafka-tls";
 const CA_FILE: &str = "ca.crt";
 const CERT_FILE: &str = "tls.crt";

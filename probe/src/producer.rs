@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use netstream_runtime::kafka_config;
+use netstream_runtime::kafka_log::KafkaLog;
 use netstream_runtime::ratelimit::RateLimit;
 use netstream_runtime::warn_limited;
 use prometheus::IntCounter;
@@ -33,30 +34,16 @@ pub struct DeliveryCounter {
     delivered: IntCounter,
     failed_by_source: Vec<IntCounter>,
     log_limit: RateLimit,
-    client_log_limit: RateLimit,
-    librdkafka_log_limit: RateLimit,
+    kafka_log: KafkaLog,
 }
 
 impl ClientContext for DeliveryCounter {
     fn error(&self, error: KafkaError, reason: &str) {
-        warn_limited!(self.client_log_limit, %error, reason, "kafka client error (librdkafka retries on its own)");
+        self.kafka_log.error(error, reason);
     }
 
-    /// librdkafka repeats connection failures many times a second while a broker is down: one
-    /// line per interval is enough, the `error` callback above says the same.
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        use rdkafka::config::RDKafkaLogLevel as L;
-        match level {
-            L::Emerg | L::Alert | L::Critical | L::Error | L::Warning => {
-                warn_limited!(
-                    self.librdkafka_log_limit,
-                    facility = fac,
-                    detail = message,
-                    "librdkafka"
-                );
-            }
-            _ => tracing::debug!(facility = fac, detail = message, "librdkafka"),
-        }
+        self.kafka_log.log(level, fac, message);
     }
 }
 
@@ -212,8 +199,7 @@ impl ProbeProducer {
             delivered,
             failed_by_source,
             log_limit: RateLimit::default(),
-            client_log_limit: RateLimit::default(),
-            librdkafka_log_limit: RateLimit::default(),
+            kafka_log: KafkaLog::default(),
         };
         let inner: ThreadedProducer<DeliveryCounter> = cc
             .create_with_context(ctx)

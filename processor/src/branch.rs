@@ -22,8 +22,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 
-use crate::consume::KafkaLog;
 use crate::state::Shared;
+use netstream_runtime::kafka_log::KafkaLog;
 
 /// The branch a record goes to: 0 = tcp, 1 = udp, 2 = other (including non-IP and unparsed).
 pub fn branch_of(key: &FlowKey) -> usize {

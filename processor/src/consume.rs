@@ -27,7 +27,8 @@ use rdkafka::message::Message;
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use crate::branch::{Branch, BranchError};
-use crate::state::{Clock, Shared};
+use crate::clock::Clock;
+use crate::state::Shared;
 
 /// The consumer properties netstream sets; user properties override all but
 /// `enable.auto.offset.store`.
@@ -100,29 +101,7 @@ pub fn consumer_config(
     Ok(config)
 }
 
-/// librdkafka's own logging and error callbacks, rate-limited (it repeats connection failures
-/// many times a second while a broker is down).
-#[derive(Default)]
-pub struct KafkaLog {
-    errors: RateLimit,
-    lib: RateLimit,
-}
-
-impl KafkaLog {
-    pub fn error(&self, error: KafkaError, reason: &str) {
-        warn_limited!(self.errors, %error, reason, "kafka client error (librdkafka retries on its own)");
-    }
-
-    pub fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        use RDKafkaLogLevel as L;
-        match level {
-            L::Emerg | L::Alert | L::Critical | L::Error | L::Warning => {
-                warn_limited!(self.lib, facility = fac, detail = message, "librdkafka");
-            }
-            _ => tracing::debug!(facility = fac, detail = message, "librdkafka"),
-        }
-    }
-}
+use netstream_runtime::kafka_log::KafkaLog;
 
 /// Rebalance and commit callbacks.
 pub struct ConsumeContext {

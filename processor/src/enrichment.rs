@@ -16,7 +16,7 @@ use netstream_enrich::{
 };
 use netstream_wire::{FlowKey, KeyKind, PacketMeta};
 
-use crate::state::Clock;
+use crate::clock::Clock;
 use crate::workload::{RemoveReason, SeriesKey, WorkloadTable};
 
 /// The labels of one resolved identity: `(namespace, workload, kind)`.

@@ -7,7 +7,7 @@
 //! - [`enrichment`]: Kubernetes identities (index and workload table) on the count path.
 //! - [`identity`]: where identities come from (identity file, Kubernetes) and the sink.
 //! - [`workload`]: the bounded table of `netstream_workload_*` series.
-//! - [`state`]: what the consumer thread shares with the HTTP side.
+//! - [`state`]: what the consumer thread shares with the HTTP side; [`clock`]: its ticks.
 //! - [`collector`]: `/metrics`, rendered at scrape time by a custom Prometheus collector.
 //! - [`api`]: `/api/v1/flows` and `/api/v1/protocols`.
 //! - [`branch`]: optional re-production of every record to a per-protocol topic.
@@ -16,6 +16,7 @@
 pub mod api;
 pub mod branch;
 pub mod cli;
+pub mod clock;
 pub mod collector;
 pub mod consume;
 pub mod enrichment;

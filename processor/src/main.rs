@@ -11,12 +11,13 @@ use netstream_enrich::{IdentityIndex, SourceStats};
 use netstream_processor::api;
 use netstream_processor::branch::Branch;
 use netstream_processor::cli::{Args, EnrichmentMode};
+use netstream_processor::clock::Clock;
 use netstream_processor::collector::ProcessorCollector;
 use netstream_processor::consume::{self, ConsumeContext, LoopOptions};
 use netstream_processor::enrichment::Enrichment;
 use netstream_processor::identity;
 use netstream_processor::record::Aggregate;
-use netstream_processor::state::{Clock, Shared};
+use netstream_processor::state::Shared;
 use netstream_runtime::http::{self, Health};
 use netstream_runtime::kafka_config;
 

@@ -15,10 +15,30 @@ pub fn parse_property(s: &str) -> Result<(String, String), String> {
 
 /// Environment variables read as librdkafka properties, so Kubernetes Secrets can be mapped in
 /// with `valueFrom.secretKeyRef` and never appear in a pod spec's args.
+/// The operator fills them from the StreamAnalysis' or NetProbe's SASL Secret.
 pub const SECRET_ENV: [(&str, &str); 3] = [
-    ("NETSTREAM_KAFKA_SASL_USERNAME", "sasl.username"),
-    ("NETSTREAM_KAFKA_SASL_PASSWORD", "sasl.password"),
-    ("NETSTREAM_KAFKA_SSL_KEY_PASSWORD", "ssl.key.password"),
+    (SASL_USERNAME_ENV, "sasl.username"),
+    (SASL_PASSWORD_ENV, "sasl.password"),
+    (SSL_KEY_PASSWORD_ENV, "ssl.key.password"),
+];
+/// Environment variable carrying `sasl.username`.
+pub const SASL_USERNAME_ENV: &str = "NETSTREAM_KAFKA_SASL_USERNAME";
+/// Environment variable carrying `sasl.password`.
+pub const SASL_PASSWORD_ENV: &str = "NETSTREAM_KAFKA_SASL_PASSWORD";
+/// Environment variable carrying `ssl.key.password`.
+pub const SSL_KEY_PASSWORD_ENV: &str = "NETSTREAM_KAFKA_SSL_KEY_PASSWORD";
+
+/// librdkafka properties that carry credentials: never logged, and never accepted from a
+/// custom resource's plain-text `properties` (the operator's CRDs reject them; CRs are
+/// readable by far more people than Secrets are).
+pub const CREDENTIAL_PROPERTIES: &[&str] = &[
+    "sasl.username",
+    "sasl.password",
+    "ssl.key.password",
+    "ssl.key.pem",
+    "ssl.certificate.pem",
+    "ssl.keystore.password",
+    "sasl.oauthbearer.client.secret",
 ];
 
 /// librdkafka properties only a producer reads (scope `P` in librdkafka 2.12's
@@ -61,9 +81,13 @@ pub fn applies_to_consumer(key: &str) -> bool {
     !PRODUCER_ONLY.contains(&key)
 }
 
-/// Properties whose values must never be logged.
+/// Properties whose values must never be logged: the credentials, and anything named like a
+/// password, secret or private key.
 pub fn is_secret(key: &str) -> bool {
-    key.contains("password") || key.contains("secret") || key.ends_with(".key.pem")
+    CREDENTIAL_PROPERTIES.contains(&key)
+        || key.contains("password")
+        || key.contains("secret")
+        || key.ends_with(".key.pem")
 }
 
 /// Merges defaults, then credentials from the environment, then user properties (last wins).
@@ -105,6 +129,17 @@ pub fn redacted(config: &BTreeMap<String, String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_credential_and_secret_env_property_is_masked() {
+        for p in CREDENTIAL_PROPERTIES {
+            assert!(is_secret(p), "{p}");
+        }
+        for (_, p) in SECRET_ENV {
+            assert!(is_secret(p) && CREDENTIAL_PROPERTIES.contains(&p), "{p}");
+        }
+        assert!(!is_secret("bootstrap.servers"));
+    }
 
     #[test]
     fn parses_and_merges() {

@@ -4,6 +4,7 @@
 pub mod duration;
 pub mod http;
 pub mod kafka_config;
+pub mod kafka_log;
 pub mod logging;
 pub mod ratelimit;
 pub mod signal;

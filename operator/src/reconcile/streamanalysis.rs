@@ -305,31 +305,23 @@ async fn blocked(
     Ok(Action::requeue(RECHECK))
 }
 
-/// The first `spec.enrichment.subnetLabels` entry that is not a real CIDR. The CRD pattern
-/// checks IPv6 only for shape, and a bad range would make every processor exit at startup.
+/// The first `spec.enrichment.subnetLabels` entry the processor would refuse, checked with the
+/// processor's own parser (netstream-enrich): the CRD pattern checks IPv6 only for shape, and
+/// a bad range would make every processor exit at startup.
 fn invalid_subnet(sa: &StreamAnalysis) -> Option<Problem> {
     let e = &sa.spec.enrichment;
     if !e.enabled {
         return None;
     }
     e.subnet_labels.iter().find_map(|s| {
-        let valid = s.cidr.split_once('/').is_some_and(|(addr, len)| {
-            let max = match addr.parse::<std::net::IpAddr>() {
-                Ok(std::net::IpAddr::V4(_)) => 32,
-                Ok(std::net::IpAddr::V6(_)) => 128,
-                Err(_) => return false,
-            };
-            len.parse::<u8>().is_ok_and(|l| l <= max)
-        });
-        (!valid).then(|| {
-            Problem::new(
-                INVALID_SUBNET,
-                format!(
-                    "spec.enrichment.subnetLabels: {:?} is not an IPv4 or IPv6 CIDR such as 10.0.0.0/8",
-                    s.cidr
-                ),
-            )
-        })
+        netstream_enrich::subnet::SubnetLabel::new(&s.cidr, &s.name)
+            .err()
+            .map(|err| {
+                Problem::new(
+                    INVALID_SUBNET,
+                    format!("spec.enrichment.subnetLabels: {err}"),
+                )
+            })
     })
 }
 
