@@ -127,6 +127,31 @@ def test_values_and_run_agree(helm):
     assert re.search(r"REGISTRY=ghcr.io/netstream-dev TAG=e2e", run)
 
 
+def test_run_checks_the_operator():
+    """The issue-18 checks against the real cluster are present in run.sh."""
+    run = RUN.read_text()
+    values = yaml.safe_load((E2E / "values.yaml").read_text())["examples"]["streamAnalysis"]
+    # Ready without KEDA / prometheus-operator: both CRDs looked up before the install.
+    install = run.index('say "installing netstream')
+    for crd in ("scaledobjects.keda.sh", "servicemonitors.monitoring.coreos.com"):
+        assert -1 < run.find(crd) < install, crd
+    ready = run.index("wait --for=condition=Ready streamanalysis/e2e-flows")
+    for needle in ("{.status.observedGeneration}", "{.metadata.generation}", '@.type=="Ready")].reason}'):
+        assert run.find(needle, ready) > ready, needle
+    # Short names: stderr of `get sa` captured and checked, `get sta` lists the example.
+    assert re.search(r"get sa 2>&1 >/dev/null\)", run) and '*"could also match"*' in run and "*Warning*" in run
+    assert re.search(r"get sta .*streamanalysis\.netstream\.dev/e2e-flows", run)
+    # Initial replicas; minReplicas above the API default so the check is not vacuous.
+    assert "deployment/e2e-flows-processor -o jsonpath='{.spec.replicas}'" in run and "{.spec.minReplicas}" in run
+    assert values["minReplicas"] > 1
+    # Partitions from Kafka (3) and the HPA cap; maxReplicas above 3 so the cap is exercised.
+    assert "--partitions 3" in run and "{.status.partitions}" in run and '[ "$partitions" = 3 ]' in run
+    assert "hpa/e2e-flows-processor -o jsonpath='{.spec.maxReplicas}'" in run and '[ "$hpa_max" -le 3 ]' in run
+    assert values["maxReplicas"] > 3
+    # Every wait of the new checks is bounded by $timeout.
+    assert "deadline=$((SECONDS + timeout))" in run[ready:run.index('say "generating traffic"')]
+
+
 def test_kustomize_builds_the_install(tmp_path):
     """`kubectl kustomize manifests/` (offline) yields exactly the objects of install.yaml."""
     # Optional even under NETSTREAM_REQUIRE_TOOLS=1: Debian has no kubectl package.

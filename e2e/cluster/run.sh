@@ -5,6 +5,10 @@
 #   3. install a single-node Kafka 3.8.0 in KRaft mode (manifests/kafka.yaml), create the topic
 #   4. install the chart: helm install netstream charts/netstream -f values.yaml
 #      (examples.enabled=true: a NetProbe on "any" interface and a StreamAnalysis, both on that Kafka)
+#      and assert on the operator: the StreamAnalysis is Ready on a cluster without the KEDA and
+#      prometheus-operator CRDs, with a current observedGeneration; `kubectl get sa` is not ambiguous
+#      (the short name is sta); the processor Deployment starts at minReplicas; status.partitions
+#      is the topic's 3 and caps the HPA's maxReplicas
 #   5. generate traffic (manifests/traffic.yaml: HTTP + ping between two pods)
 #   6. install a plain Prometheus scraping the netstream pods (manifests/prometheus.yaml)
 #   7. assert through the Prometheus HTTP API that the probes captured packets and the
@@ -32,7 +36,7 @@ for arg in "$@"; do
   case "$arg" in
     --keep) keep=1 ;;
     --reuse) reuse=1; keep=1 ;;
-    -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,/^set /{/^#/p}' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -73,6 +77,7 @@ k() { kubectl --context "$ctx" "$@"; }
 created=0
 cleanup() {
   local rc=$?
+  rm -rf "${disco:-}"
   if [ "$rc" -ne 0 ] && kubectl config get-contexts "$ctx" >/dev/null 2>&1; then
     say "diagnostics"
     k get nodes -o wide || true
@@ -129,6 +134,15 @@ done
 [ "$topic_ready" -eq 1 ] || fail "could not create the topic netstream.packets"
 
 # --------------------------------------------------------------------------- netstream
+# The operator must not need KEDA or the prometheus-operator: check that this cluster has neither.
+optional_crds_absent=1
+for crd in scaledobjects.keda.sh servicemonitors.monitoring.coreos.com; do
+  if [ -n "$(k get crd "$crd" --ignore-not-found -o name)" ]; then
+    say "the cluster has the CRD $crd (reused cluster?): skipping the 'Ready without KEDA/prometheus-operator CRDs' check"
+    optional_crds_absent=0
+  fi
+done
+
 say "installing netstream (chart, examples enabled)"
 k create namespace netstream --dry-run=client -o yaml | k apply -f -
 # Probe pods use the host network and NET_RAW/NET_ADMIN.
@@ -148,6 +162,56 @@ k -n netstream rollout status deployment/netstream-operator --timeout="${timeout
 k -n netstream wait --for=condition=Ready netprobe/e2e --timeout="${timeout}s"
 k -n netstream wait --for=condition=Ready streamanalysis/e2e-flows --timeout="${timeout}s"
 k get netstream -A -o wide
+
+say "asserting on the operator"
+sa_get() { k -n netstream get streamanalysis/e2e-flows -o jsonpath="$1"; }
+generation="$(sa_get '{.metadata.generation}')"
+observed="$(sa_get '{.status.observedGeneration}')"
+[ -n "$observed" ] && [ "$observed" = "$generation" ] \
+  || fail "streamanalysis/e2e-flows: status.observedGeneration ${observed:-unset} != metadata.generation $generation"
+reason="$(sa_get '{.status.conditions[?(@.type=="Ready")].reason}')"
+case "$reason" in
+  "" | *Error* | *Fail* | *Invalid* | *Missing* | *NotInstalled* | *NotReady*)
+    fail "streamanalysis/e2e-flows: Ready with reason '${reason:-none}'" ;;
+esac
+if [ "$optional_crds_absent" -eq 1 ]; then
+  echo "ok: streamanalysis/e2e-flows Ready ($reason, generation $generation) without the KEDA and ServiceMonitor CRDs"
+else
+  echo "ok: streamanalysis/e2e-flows Ready ($reason, generation $generation)"
+fi
+
+# Short names: sa is ServiceAccount's alone, sta is StreamAnalysis'. A fresh discovery cache, so
+# a stale one of an older install cannot make up (or hide) the warning.
+disco="$(mktemp -d)"
+sa_stderr="$(k --cache-dir "$disco" -n netstream get sa 2>&1 >/dev/null)" \
+  || fail "kubectl get sa failed: $sa_stderr"
+case "$sa_stderr" in
+  *Warning* | *"could also match"*)
+    fail "kubectl get sa is ambiguous (a reused cluster keeps its old CRDs: helm does not upgrade crds/): $sa_stderr" ;;
+esac
+k --cache-dir "$disco" -n netstream get sta -o name | grep -qx 'streamanalysis.netstream.dev/e2e-flows' \
+  || fail "kubectl get sta -n netstream does not list e2e-flows"
+rm -rf "$disco"
+echo "ok: kubectl get sa without warnings, kubectl get sta lists e2e-flows"
+
+# The processor Deployment is created with spec.replicas = minReplicas (not the API default 1).
+min_replicas="$(sa_get '{.spec.minReplicas}')"
+replicas="$(k -n netstream get deployment/e2e-flows-processor -o jsonpath='{.spec.replicas}')"
+[ -n "$replicas" ] && [ "$replicas" -ge "$min_replicas" ] \
+  || fail "deployment/e2e-flows-processor: spec.replicas ${replicas:-unset} < minReplicas $min_replicas"
+echo "ok: deployment/e2e-flows-processor spec.replicas $replicas >= minReplicas $min_replicas"
+
+# status.partitions is read from Kafka (the topic has 3), and caps the HPA's maxReplicas.
+deadline=$((SECONDS + timeout))
+while :; do
+  partitions="$(sa_get '{.status.partitions}')"
+  hpa_max="$(k -n netstream get hpa/e2e-flows-processor -o jsonpath='{.spec.maxReplicas}' 2>/dev/null || true)"
+  [ "$partitions" = 3 ] && [ -n "$hpa_max" ] && [ "$hpa_max" -le 3 ] && break
+  [ "$SECONDS" -lt "$deadline" ] \
+    || fail "after ${timeout}s: status.partitions ${partitions:-unset} (want 3), hpa/e2e-flows-processor maxReplicas ${hpa_max:-unset} (want <= 3)"
+  sleep 5
+done
+echo "ok: status.partitions 3, hpa/e2e-flows-processor maxReplicas $hpa_max"
 
 # --------------------------------------------------------------------------- traffic + Prometheus
 say "generating traffic"
