@@ -1,7 +1,7 @@
 //! One record in, counters out: decoding a Kafka record (key and value) and counting it, or
 //! naming why it is invalid. Everything the consumer holds the lock for.
 
-use netstream_wire::{FlowKey, KeyError, KeyKind, RecordValue, ValueError};
+use netstream_wire::{FlowKey, KeyError, KeyKind, NameCheck, PacketMeta, RecordValue, ValueError};
 
 use crate::enrichment::Enrichment;
 use crate::table::{EvictReason, FlowTable, ProtocolCounters};
@@ -108,6 +108,8 @@ pub struct Aggregate {
     invalid: [u64; InvalidReason::ALL.len()],
     /// Kubernetes enrichment, when on (`None` costs the count path one branch).
     pub enrichment: Option<Enrichment>,
+    /// The probes' names, validated once while they repeat.
+    names: NameCheck,
 }
 
 impl Aggregate {
@@ -118,6 +120,7 @@ impl Aggregate {
             consumed: 0,
             invalid: [0; InvalidReason::ALL.len()],
             enrichment: None,
+            names: NameCheck::default(),
         }
     }
 
@@ -156,13 +159,13 @@ impl Aggregate {
         now: u32,
     ) -> Result<FlowKey, Invalid> {
         self.consumed += 1;
-        match decode(key, value) {
-            Ok((key, value)) => {
-                self.protocols.add(&key, value.meta.wire_len);
+        match decode(key, value, &mut self.names) {
+            Ok((key, meta, _frame)) => {
+                self.protocols.add(&key, meta.wire_len);
                 if matches!(key.kind(), KeyKind::Ipv4 | KeyKind::Ipv6) {
-                    let initiator_is_b = self.flows.update(&key, &value.meta, now);
+                    let initiator_is_b = self.flows.update(&key, &meta, now);
                     if let Some(e) = &mut self.enrichment {
-                        e.count(&key, initiator_is_b, &value.meta, now);
+                        e.count(&key, initiator_is_b, &meta, now);
                     }
                 }
                 Ok(key)
@@ -175,11 +178,13 @@ impl Aggregate {
     }
 }
 
-/// Decodes a record's key and value, or names what is wrong with it.
+/// Decodes a record's key and value (the metadata and frame; the names only checked), or
+/// names what is wrong with it.
 pub fn decode<'a>(
     key: Option<&[u8]>,
     value: Option<&'a [u8]>,
-) -> Result<(FlowKey, RecordValue<'a>), Invalid> {
+    names: &mut NameCheck,
+) -> Result<(FlowKey, PacketMeta, &'a [u8]), Invalid> {
     let key = key.ok_or(Invalid {
         reason: InvalidReason::MissingKey,
         detail: InvalidDetail::MissingKey,
@@ -192,11 +197,11 @@ pub fn decode<'a>(
         reason: InvalidReason::MissingValue,
         detail: InvalidDetail::MissingValue,
     })?;
-    let value = RecordValue::decode(value).map_err(|e| Invalid {
+    let (meta, frame) = RecordValue::decode_meta(value, names).map_err(|e| Invalid {
         reason: InvalidReason::from(&e),
         detail: InvalidDetail::Value(e),
     })?;
-    Ok((key, value))
+    Ok((key, meta, frame))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ pub mod value;
 
 pub use key::{Direction, Endpoint, FlowKey, KeyError, KeyKind, MAX_KEY_LEN};
 pub use parse::{FrameParser, LinkType, Parsed, UnsupportedLinkType};
-pub use value::{PacketMeta, RecordValue, ValueEncoder, ValueError};
+pub use value::{NameCheck, PacketMeta, RecordValue, ValueEncoder, ValueError};
 
 /// Default Kafka topic for packet records.
 pub const DEFAULT_TOPIC: &str = "netstream.packets";

@@ -127,6 +127,44 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
 impl<'a> RecordValue<'a> {
     /// Decodes a value without copying.
     pub fn decode(bytes: &'a [u8]) -> Result<RecordValue<'a>, ValueError> {
+        let h = Header::parse(bytes)?;
+        let (node, interface) = h.names.split_at(h.node_len);
+        let node = std::str::from_utf8(node).map_err(|_| ValueError::BadName)?;
+        let interface = std::str::from_utf8(interface).map_err(|_| ValueError::BadName)?;
+        Ok(RecordValue {
+            meta: h.meta,
+            node,
+            interface,
+            frame: h.frame,
+        })
+    }
+
+    /// Decodes the metadata and frame of a value, for consumers that do not read the node and
+    /// interface names: they are still checked (a record with names that are not UTF-8 is
+    /// invalid), but through `names`, which validates a pair of names once while it repeats.
+    #[inline]
+    pub fn decode_meta(
+        bytes: &'a [u8],
+        names: &mut NameCheck,
+    ) -> Result<(PacketMeta, &'a [u8]), ValueError> {
+        let h = Header::parse(bytes)?;
+        names.check(h.names, h.node_len)?;
+        Ok((h.meta, h.frame))
+    }
+}
+
+/// The fixed header of a value, the name bytes and the frame.
+struct Header<'a> {
+    meta: PacketMeta,
+    /// Node name then interface name.
+    names: &'a [u8],
+    node_len: usize,
+    frame: &'a [u8],
+}
+
+impl<'a> Header<'a> {
+    #[inline]
+    fn parse(bytes: &'a [u8]) -> Result<Header<'a>, ValueError> {
         let &version = bytes.first().ok_or(ValueError::Empty)?;
         if version != VALUE_VERSION {
             return Err(ValueError::UnknownVersion(version));
@@ -146,16 +184,12 @@ impl<'a> RecordValue<'a> {
                 got: bytes.len(),
             });
         }
-        let node = std::str::from_utf8(&bytes[FIXED_HEADER_LEN..FIXED_HEADER_LEN + node_len])
-            .map_err(|_| ValueError::BadName)?;
-        let interface = std::str::from_utf8(&bytes[FIXED_HEADER_LEN + node_len..frame_at])
-            .map_err(|_| ValueError::BadName)?;
         let direction = if bytes[1] & FLAG_B_TO_A != 0 {
             Direction::BToA
         } else {
             Direction::AToB
         };
-        Ok(RecordValue {
+        Ok(Header {
             meta: PacketMeta {
                 direction,
                 tcp_syn: bytes[1] & FLAG_TCP_SYN != 0,
@@ -166,16 +200,111 @@ impl<'a> RecordValue<'a> {
                     bytes[15],
                 ]),
             },
-            node,
-            interface,
+            names: &bytes[FIXED_HEADER_LEN..frame_at],
+            node_len,
             frame: &bytes[frame_at..],
         })
+    }
+}
+
+/// The last node and interface names found valid. A consumer reads records from few probes,
+/// so the names repeat: comparing bytes is cheaper than validating UTF-8 again (which was 187
+/// of the 433 instructions of the processor's decode per record,
+/// bench/results/profile-2026-11-26.md). Fixed-size: nothing is allocated.
+#[derive(Clone)]
+pub struct NameCheck {
+    last: [u8; 2 * u8::MAX as usize],
+    len: usize,
+    node_len: usize,
+}
+
+impl Default for NameCheck {
+    fn default() -> Self {
+        NameCheck {
+            last: [0; 2 * u8::MAX as usize],
+            len: usize::MAX, // matches nothing
+            node_len: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for NameCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NameCheck").field("len", &self.len).finish()
+    }
+}
+
+impl NameCheck {
+    /// Whether `names` (node name then interface name, split at `node_len`) are UTF-8.
+    #[inline]
+    fn check(&mut self, names: &[u8], node_len: usize) -> Result<(), ValueError> {
+        if names.len() == self.len && node_len == self.node_len && *names == self.last[..self.len] {
+            return Ok(());
+        }
+        let (node, interface) = names.split_at(node_len);
+        if std::str::from_utf8(node).is_err() || std::str::from_utf8(interface).is_err() {
+            return Err(ValueError::BadName);
+        }
+        // Both names are at most u8::MAX bytes (their lengths are bytes of the header).
+        self.last[..names.len()].copy_from_slice(names);
+        self.len = names.len();
+        self.node_len = node_len;
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_meta_checks_names_once_while_they_repeat_and_always_rejects_bad_ones() {
+        let meta = PacketMeta {
+            direction: Direction::BToA,
+            tcp_syn: true,
+            link_type: 1,
+            wire_len: 60,
+            ts_ns: 7,
+        };
+        let mut names = NameCheck::default();
+        let mut enc = ValueEncoder::new("node-a", "eth0");
+        let good = enc.encode(&meta, b"frame").to_vec();
+        for _ in 0..3 {
+            assert_eq!(
+                RecordValue::decode_meta(&good, &mut names),
+                Ok((meta, &b"frame"[..]))
+            );
+        }
+        // Same lengths, other bytes, one of them not UTF-8: still caught after a cached pair.
+        let mut bad = good.clone();
+        bad[FIXED_HEADER_LEN + 1] = 0xff;
+        assert_eq!(
+            RecordValue::decode_meta(&bad, &mut names),
+            Err(ValueError::BadName)
+        );
+        assert_eq!(
+            RecordValue::decode(&bad).map(|_| ()),
+            Err(ValueError::BadName)
+        );
+        // The same bytes split differently between node and interface are another pair.
+        let mut enc2 = ValueEncoder::new("node-ae", "th0");
+        let other = enc2.encode(&meta, b"frame").to_vec();
+        assert_eq!(
+            RecordValue::decode_meta(&other, &mut names),
+            Ok((meta, &b"frame"[..]))
+        );
+        assert_eq!(
+            RecordValue::decode_meta(&good, &mut names),
+            Ok((meta, &b"frame"[..]))
+        );
+        assert_eq!(
+            RecordValue::decode_meta(&good[..10], &mut names),
+            Err(ValueError::Truncated {
+                needed: FIXED_HEADER_LEN,
+                got: 10
+            })
+        );
+    }
     use proptest::prelude::*;
 
     proptest! {
