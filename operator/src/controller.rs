@@ -13,6 +13,7 @@ use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
+use netstream_runtime::http::Health;
 
 use crate::context::Context;
 use crate::crd::{NetProbe, StreamAnalysis};
@@ -51,6 +52,19 @@ pub async fn run<S>(ctx: Arc<Context>, optional: OptionalApis, shutdown: S)
 where
     S: Future<Output = ()> + Send + Sync + Clone + 'static,
 {
+    run_with_health(ctx, optional, shutdown, Health::new()).await;
+}
+
+/// [`run`], setting `health` ready once the NetProbe and StreamAnalysis caches have done
+/// their first full list: before that, reconciles would act on a partial view.
+pub async fn run_with_health<S>(
+    ctx: Arc<Context>,
+    optional: OptionalApis,
+    shutdown: S,
+    health: Arc<Health>,
+) where
+    S: Future<Output = ()> + Send + Sync + Clone + 'static,
+{
     let client = ctx.client.clone();
 
     let probes = Controller::new(
@@ -58,14 +72,16 @@ where
         watcher::Config::default(),
     )
     .owns(Api::<DaemonSet>::all(client.clone()), children())
-    .owns(Api::<ServiceAccount>::all(client.clone()), children())
-    .graceful_shutdown_on(shutdown.clone())
-    .run(netprobe::reconcile, netprobe::error_policy, ctx.clone())
-    .for_each(|res| async move {
-        if let Err(e) = res {
-            tracing::debug!(error = %e, "netprobe controller event");
-        }
-    });
+    .owns(Api::<ServiceAccount>::all(client.clone()), children());
+    let probe_store = probes.store();
+    let probes = probes
+        .graceful_shutdown_on(shutdown.clone())
+        .run(netprobe::reconcile, netprobe::error_policy, ctx.clone())
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "netprobe controller event");
+            }
+        });
 
     let mut analyses = Controller::new(
         Api::<StreamAnalysis>::all(client.clone()),
@@ -91,6 +107,7 @@ where
     }
     // A NetProbe edit (e.g. new brokers) must reach the StreamAnalyses that reference it.
     let store = analyses.store();
+    let analysis_store = store.clone();
     let analyses = analyses
         // Enrichment bindings cannot have owner references (cluster-scoped or in another
         // namespace); their labels name the StreamAnalysis, so deleting or editing one is
@@ -108,7 +125,7 @@ where
             watcher::Config::default(),
             move |probe| referencing(&store.state(), &probe),
         )
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(streamanalysis::reconcile, streamanalysis::error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
@@ -116,7 +133,22 @@ where
             }
         });
 
-    futures::join!(probes, analyses);
+    let synced = async move {
+        let both = futures::future::try_join(
+            probe_store.wait_until_ready(),
+            analysis_store.wait_until_ready(),
+        );
+        tokio::select! {
+            // Err: a controller stopped (its store's writer is gone) before the first list.
+            Ok(_) = both => {
+                tracing::info!("NetProbe and StreamAnalysis caches synced; ready");
+                health.set_ready(true);
+            }
+            _ = shutdown => {}
+        }
+    };
+
+    futures::join!(probes, analyses, synced);
 }
 
 /// The StreamAnalysis an enrichment binding belongs to, from its labels.

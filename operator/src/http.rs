@@ -1,52 +1,24 @@
-//! `/metrics`, `/healthz` and `/readyz` of the operator.
+//! `/metrics`, `/healthz` and `/readyz` of the operator: `netstream_runtime::http` serving the
+//! operator's registry, so every netstream binary renders and answers the same way.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+pub use netstream_runtime::http::Health;
 
 use crate::metrics::Metrics;
 
-/// The HTTP routes.
-pub fn router(metrics: Metrics) -> Router {
-    Router::new()
-        .route("/metrics", get(render))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
-        .with_state(metrics)
-}
-
-async fn render(State(metrics): State<Metrics>) -> impl IntoResponse {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics.render(),
-    )
-}
-
-/// Binds `addr` and serves until `shutdown` resolves.
+/// Binds `addr` (a taken port fails startup) and serves `metrics` and `health` until
+/// `shutdown` resolves. Returns the bound address and the server task.
 pub async fn serve(
     addr: SocketAddr,
-    metrics: Metrics,
+    metrics: &Metrics,
+    health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    serve_on(listener, metrics, shutdown).await
-}
-
-/// Serves on an already bound listener until `shutdown` resolves.
-pub async fn serve_on(
-    listener: tokio::net::TcpListener,
-    metrics: Metrics,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics))
-        .with_graceful_shutdown(shutdown)
-        .await
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let app = netstream_runtime::http::router(metrics.registry.clone(), health);
+    netstream_runtime::http::serve(addr, app, shutdown).await
 }
 
 #[cfg(test)]
@@ -65,30 +37,46 @@ mod tests {
 
     #[tokio::test]
     async fn serves_metrics_and_health_then_shuts_down() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let metrics = Metrics::new().unwrap();
         metrics.failed("netprobe", "InvalidFilter");
+        let health = Health::new();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_on(listener, metrics, async {
-            let _ = rx.await;
-        }));
+        let (addr, server) = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            &metrics,
+            health.clone(),
+            async {
+                let _ = rx.await;
+            },
+        )
+        .await
+        .unwrap();
         let m = get(addr, "/metrics").await;
         assert!(m.starts_with("HTTP/1.1 200"), "{m}");
         assert!(m.contains("netstream_operator_reconcile_failures_total{controller=\"netprobe\",reason=\"InvalidFilter\"} 1"), "{m}");
-        for path in ["/healthz", "/readyz"] {
-            let r = get(addr, path).await;
-            assert!(
-                r.starts_with("HTTP/1.1 200") && r.ends_with("ok"),
-                "{path}: {r}"
-            );
-        }
+        let ok = |r: &str| r.starts_with("HTTP/1.1 200") && r.ends_with("ok\n");
+        let r = get(addr, "/healthz").await;
+        assert!(ok(&r), "/healthz: {r}");
+        let r = get(addr, "/readyz").await;
+        assert!(r.starts_with("HTTP/1.1 503"), "not ready until set: {r}");
+        health.set_ready(true);
+        let r = get(addr, "/readyz").await;
+        assert!(ok(&r), "/readyz: {r}");
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
         tx.send(()).unwrap();
         tokio::time::timeout(std::time::Duration::from_secs(5), server)
             .await
             .expect("graceful shutdown completes")
-            .unwrap()
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn taken_port_fails_with_the_flag_name() {
+        let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = serve(addr, &Metrics::new().unwrap(), Health::new(), async {})
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("--metrics-addr"), "{err}");
     }
 }

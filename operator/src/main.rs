@@ -1,6 +1,5 @@
 //! `netstream-operator`: reconciles NetProbe and StreamAnalysis resources.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +10,7 @@ use futures::FutureExt;
 use netstream_operator::context::Context;
 use netstream_operator::controller::{self, OptionalApis};
 use netstream_operator::defaults::Defaults;
+use netstream_operator::http::Health;
 use netstream_operator::leader::{LeaderElector, LeaseConfig};
 use netstream_operator::metrics::Metrics;
 use tokio::sync::watch;
@@ -44,26 +44,9 @@ struct Args {
     /// Identity in the Lease and in Events; defaults to the pod name (POD_NAME / HOSTNAME).
     #[arg(long, env = "NETSTREAM_IDENTITY")]
     identity: Option<String>,
-    /// Log format: auto (JSON unless stderr is a terminal), json or text.
+    /// Log format: auto (JSON in a pod or when stderr is not a terminal), json or text.
     #[arg(long, env = "NETSTREAM_LOG_FORMAT", default_value = "auto")]
     log_format: String,
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if netstream_operator::logging::use_json(format, std::io::stderr().is_terminal()) {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init();
-    } else {
-        builder.init();
-    }
 }
 
 fn pod_namespace() -> String {
@@ -72,30 +55,10 @@ fn pod_namespace() -> String {
         .unwrap_or_else(|_| "default".into())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(&args.log_format);
+    netstream_operator::logging::init(&args.log_format);
 
     let mut defaults = Defaults::default();
     if let Some(i) = args.probe_image {
@@ -114,6 +77,8 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
     let metrics = Metrics::new().context("registering metrics")?;
+    // Live from the start; ready as decided below (standby, then caches synced).
+    let health = Health::new();
 
     // One shutdown signal fanned out to the HTTP server, the elector and both controllers.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -125,22 +90,25 @@ async fn main() -> anyhow::Result<()> {
         }
         .shared()
     };
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutdown requested");
-        let _ = stop_tx.send(true);
-    });
+    {
+        let health = health.clone();
+        tokio::spawn(async move {
+            netstream_runtime::signal::shutdown().await;
+            tracing::info!("shutdown requested");
+            health.set_ready(false);
+            let _ = stop_tx.send(true);
+        });
+    }
 
-    // Bind here (not inside the task) so a taken port fails startup instead of silently.
-    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
-        .await
-        .with_context(|| format!("binding --metrics-addr {}", args.metrics_addr))?;
-    let http = tokio::spawn(netstream_operator::http::serve_on(
-        listener,
-        metrics.clone(),
+    // Bound before anything else so a taken port fails startup instead of silently.
+    let (addr, http) = netstream_operator::http::serve(
+        args.metrics_addr,
+        &metrics,
+        health.clone(),
         stopped.clone(),
-    ));
-    tracing::info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
+    )
+    .await?;
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
 
     let elector = if args.leader_election {
         let cfg = LeaseConfig {
@@ -151,15 +119,21 @@ async fn main() -> anyhow::Result<()> {
             retry_period: Duration::from_secs(2),
         };
         let elector = LeaderElector::new(client.clone(), cfg);
-        // Standby until we hold the lease.
+        // Standby until we hold the lease. A standby that reaches the API is ready: nothing
+        // routes traffic to the operator, and the Deployment (2 replicas, default RollingUpdate:
+        // maxSurge 1, maxUnavailable 0) would never finish a rollout, nor would the chart's PDB
+        // (maxUnavailable 1) let the leader be evicted, if one replica were never ready.
         loop {
             if *stop_rx.borrow() {
                 return Ok(());
             }
             match elector.try_acquire_or_renew().await {
                 Ok(true) => break,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "leader election attempt failed"),
+                Ok(false) => health.set_ready(true),
+                Err(e) => {
+                    health.set_ready(false);
+                    tracing::warn!(error = %e, "leader election attempt failed");
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(elector.config().retry_period) => {}
@@ -167,6 +141,8 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         tracing::info!(identity = %identity, lease = %elector.config().name, "became leader");
+        // Not ready again until the controllers' caches have synced.
+        health.set_ready(false);
         metrics.leader.set(1);
         Some(Arc::new(elector))
     } else {
@@ -222,7 +198,7 @@ async fn main() -> anyhow::Result<()> {
     let ctx = Arc::new(
         Context::new(client, defaults, metrics.clone(), Some(identity)).with_partitions(partitions),
     );
-    let controllers = controller::run(ctx, optional, stopped.clone());
+    let controllers = controller::run_with_health(ctx, optional, stopped.clone(), health.clone());
 
     let lost_lease = tokio::select! {
         _ = controllers => false,

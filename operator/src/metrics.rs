@@ -2,14 +2,12 @@
 
 use std::time::Duration;
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Operator metrics, registered in their own registry.
 #[derive(Clone)]
 pub struct Metrics {
-    /// Registry that `/metrics` renders.
+    /// Registry that `/metrics` (`netstream_runtime::http::router`) renders.
     pub registry: Registry,
     reconciliations: IntCounterVec,
     failures: IntCounterVec,
@@ -79,14 +77,9 @@ impl Metrics {
         self.failures.with_label_values(&[controller, reason]).inc();
     }
 
-    /// Text exposition format.
+    /// Text exposition format, as `/metrics` serves it (empty if encoding fails).
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        let encoder = TextEncoder::new();
-        if encoder.encode(&self.registry.gather(), &mut buf).is_err() {
-            return String::new();
-        }
-        String::from_utf8(buf).unwrap_or_default()
+        netstream_runtime::http::render(&self.registry).unwrap_or_default()
     }
 }
 

@@ -2317,3 +2317,109 @@ async fn apply_conflicts_are_modelled_and_the_operator_forces() {
         "netstream-operator"
     );
 }
+
+/// `/readyz` is 503 until both controllers' caches have done their first list (a synced
+/// NetProbe cache alone is not enough), then 200.
+#[tokio::test]
+async fn readyz_waits_for_both_controller_caches() {
+    use futures::FutureExt;
+    use netstream_operator::http::Health;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn readyz(addr: std::net::SocketAddr) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    let (ctx, fake) = setup();
+    store_np(&fake, &netprobe("edge", minimal_probe_spec()));
+    // Every StreamAnalysis list fails (and is retried) until the faults are cleared.
+    for _ in 0..10_000 {
+        fake.fault("GET", "/streamanalyses", 500);
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = rx.await;
+    }
+    .shared();
+    let health = Health::new();
+    let (addr, server) = netstream_operator::http::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        &ctx.metrics,
+        health.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    assert!(readyz(addr).await.starts_with("HTTP/1.1 503"));
+    let run = tokio::spawn(netstream_operator::controller::run_with_health(
+        ctx,
+        netstream_operator::controller::OptionalApis::default(),
+        shutdown,
+        health,
+    ));
+
+    let sa_lists = |st: &common::fake::State| {
+        st.log
+            .iter()
+            .filter(|c| {
+                c.method == "GET"
+                    && c.res().resource == "streamanalyses"
+                    && !c.query.contains("watch=true")
+            })
+            .count()
+    };
+    wait_until(
+        &fake,
+        "NetProbe reconciled while StreamAnalysis lists keep failing",
+        |st| {
+            st.objects
+                .get(&format!("{NP_BASE}/edge"))
+                .is_some_and(|o| o.get("status").is_some())
+                && sa_lists(st) >= 2
+        },
+    )
+    .await;
+    let r = readyz(addr).await;
+    assert!(
+        r.starts_with("HTTP/1.1 503") && r.ends_with("not ready\n"),
+        "{r}"
+    );
+
+    fake.state.lock().unwrap().faults.clear();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = readyz(addr).await;
+        if r.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never ready: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let watching = fake
+        .state
+        .lock()
+        .unwrap()
+        .log
+        .iter()
+        .any(|c| c.res().resource == "streamanalyses" && c.query.contains("watch=true"));
+    assert!(
+        watching,
+        "the StreamAnalysis list succeeded (its watch follows it)"
+    );
+
+    tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("graceful shutdown")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("server stops")
+        .unwrap();
+}
