@@ -857,6 +857,7 @@ mod tests {
             r#"netstream_flows_active 2"#,
             r#"netstream_flows_evicted_total{reason="capacity"} 0"#,
             r#"netstream_flows_evicted_total{reason="idle"} 0"#,
+            r#"netstream_flows_evicted_total{reason="revoked"} 0"#,
             r#"netstream_processor_commit_errors_total 0"#,
             r#"netstream_processor_partitions_assigned 3"#,
             r#"netstream_protocol_bytes_total{protocol="arp"} 42"#,

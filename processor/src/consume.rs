@@ -261,13 +261,16 @@ impl ConsumerContext for ConsumeContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
+                let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 if consumer.assignment_lost() {
                     self.drop_pending();
-                    tracing::warn!(partitions = %partitions(tpl), "partitions lost (session timed out?); their uncommitted records will be counted again by their new owner");
+                    let dropped = self.shared.lock().revoke(&revoked);
+                    tracing::warn!(partitions = %partitions(tpl), flows_dropped = dropped, "partitions lost (session timed out?); their uncommitted records will be counted again by their new owner");
                     return;
                 }
                 let committed = self.commit(consumer, CommitMode::Sync);
-                tracing::info!(partitions = %partitions(tpl), committed, "partitions revoked");
+                let dropped = self.shared.lock().revoke(&revoked);
+                tracing::info!(partitions = %partitions(tpl), committed, flows_dropped = dropped, "partitions revoked");
             }
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = %partitions(tpl), "partitions assigned");
@@ -394,9 +397,12 @@ pub fn run(
             }
             Some(Ok(msg)) => {
                 ctx.mark_ready();
-                let result = shared
-                    .lock()
-                    .record(msg.key(), msg.payload(), clock.tick_at(now));
+                let result = shared.lock().record_in(
+                    msg.partition(),
+                    msg.key(),
+                    msg.payload(),
+                    clock.tick_at(now),
+                );
                 match result {
                     Ok(key) => {
                         if let Some(branch) = branch {

@@ -4,7 +4,7 @@
 use netstream_wire::{FlowKey, KeyError, KeyKind, NameCheck, PacketMeta, RecordValue, ValueError};
 
 use crate::enrichment::Enrichment;
-use crate::table::{EvictReason, FlowTable, ProtocolCounters};
+use crate::table::{EvictReason, FlowTable, ProtocolCounters, partition_slot};
 
 /// Why a record was skipped (the `reason` label of `netstream_records_invalid_total`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +139,14 @@ impl Aggregate {
         }
     }
 
+    /// Drops the flows of revoked `partitions` (their new owner counts them from now on).
+    /// Per-protocol and per-workload counters stay: they are totals of what this processor
+    /// counted, and a counter must not go down.
+    pub fn revoke(&mut self, partitions: &[i32]) -> usize {
+        let slots: Vec<u16> = partitions.iter().map(|&p| partition_slot(p)).collect();
+        self.flows.remove_partitions(&slots)
+    }
+
     /// Records skipped for `reason`.
     pub fn invalid(&self, reason: InvalidReason) -> u64 {
         self.invalid[reason as usize]
@@ -158,12 +166,26 @@ impl Aggregate {
         value: Option<&[u8]>,
         now: u32,
     ) -> Result<FlowKey, Invalid> {
+        self.record_in(0, key, value, now)
+    }
+
+    /// [`record`](Self::record) of a record from Kafka `partition`.
+    #[inline]
+    pub fn record_in(
+        &mut self,
+        partition: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        now: u32,
+    ) -> Result<FlowKey, Invalid> {
         self.consumed += 1;
         match decode(key, value, &mut self.names) {
             Ok((key, meta, _frame)) => {
                 self.protocols.add(&key, meta.wire_len);
                 if matches!(key.kind(), KeyKind::Ipv4 | KeyKind::Ipv6) {
-                    let initiator_is_b = self.flows.update(&key, &meta, now);
+                    let initiator_is_b =
+                        self.flows
+                            .update_in(&key, &meta, now, partition_slot(partition));
                     if let Some(e) = &mut self.enrichment {
                         e.count(&key, initiator_is_b, &meta, now);
                     }

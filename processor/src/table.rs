@@ -53,6 +53,10 @@ pub struct FlowEntry {
     /// Processor tick of the last update (for idle and capacity eviction).
     touched: u32,
     flags: u8,
+    /// Kafka partition the flow's records come from (one per flow: records are keyed by it),
+    /// so a revoked partition's flows can be dropped. Partitions past `u16::MAX - 1` share
+    /// `u16::MAX` (dropped together).
+    partition: u16,
 }
 
 // The memory budget per flow depends on this staying at 80 bytes.
@@ -105,16 +109,29 @@ impl FlowEntry {
 pub enum EvictReason {
     Idle,
     Capacity,
+    /// Its partition was revoked (a rebalance moved it to another processor).
+    Revoked,
 }
 
 impl EvictReason {
-    pub const ALL: [EvictReason; 2] = [EvictReason::Idle, EvictReason::Capacity];
+    pub const ALL: [EvictReason; 3] = [
+        EvictReason::Idle,
+        EvictReason::Capacity,
+        EvictReason::Revoked,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             EvictReason::Idle => "idle",
             EvictReason::Capacity => "capacity",
+            EvictReason::Revoked => "revoked",
         }
     }
+}
+
+/// The `partition` of a [`FlowEntry`].
+#[inline]
+pub fn partition_slot(partition: i32) -> u16 {
+    u16::try_from(partition).unwrap_or(u16::MAX)
 }
 
 /// Bounded table of IP flows.
@@ -124,7 +141,7 @@ pub struct FlowTable {
     hasher: ahash::RandomState,
     max_flows: usize,
     idle_ticks: u32,
-    evicted: [u64; 2],
+    evicted: [u64; EvictReason::ALL.len()],
 }
 
 impl std::fmt::Debug for FlowTable {
@@ -151,7 +168,7 @@ impl FlowTable {
             hasher: ahash::RandomState::new(),
             max_flows: max_flows.clamp(1, MAX_FLOWS_LIMIT),
             idle_ticks,
-            evicted: [0; 2],
+            evicted: [0; EvictReason::ALL.len()],
         }
     }
 
@@ -195,6 +212,18 @@ impl FlowTable {
     /// the key is the flow's initiator (what the enrichment needs to tell src from dst).
     #[inline]
     pub fn update(&mut self, key: &FlowKey, meta: &PacketMeta, now: u32) -> bool {
+        self.update_in(key, meta, now, 0)
+    }
+
+    /// [`update`](Self::update) for a record of Kafka `partition` (see [`partition_slot`]).
+    #[inline]
+    pub fn update_in(
+        &mut self,
+        key: &FlowKey,
+        meta: &PacketMeta,
+        now: u32,
+        partition: u16,
+    ) -> bool {
         let hash = self.hasher.hash_one(key);
         let entries = &mut self.entries;
         if let Some(&i) = self.index.find(hash, |&i| entries[i as usize].key == *key) {
@@ -204,16 +233,24 @@ impl FlowTable {
             e.first_ns = e.first_ns.min(meta.ts_ns);
             e.last_ns = e.last_ns.max(meta.ts_ns);
             e.touched = now;
+            e.partition = partition;
             return e.flags & FLAG_INITIATOR_B != 0;
         }
         if self.entries.len() >= self.max_flows {
             self.make_room(now);
         }
-        self.insert_new(hash, key, meta, now)
+        self.insert_new(hash, key, meta, now, partition)
     }
 
     #[cold]
-    fn insert_new(&mut self, hash: u64, key: &FlowKey, meta: &PacketMeta, now: u32) -> bool {
+    fn insert_new(
+        &mut self,
+        hash: u64,
+        key: &FlowKey,
+        meta: &PacketMeta,
+        now: u32,
+        partition: u16,
+    ) -> bool {
         let sender_is_b = meta.direction == Direction::BToA;
         let flags = if sender_is_b { FLAG_INITIATOR_B } else { 0 }
             | if meta.tcp_syn { FLAG_BY_SYN } else { 0 };
@@ -242,6 +279,7 @@ impl FlowTable {
             last_ns: meta.ts_ns,
             touched: now,
             flags,
+            partition,
         });
         let entries = &self.entries;
         let hasher = &self.hasher;
@@ -274,6 +312,18 @@ impl FlowTable {
         let idle = self.idle_ticks;
         let removed = self.remove_where(usize::MAX, |e| now.wrapping_sub(e.touched) >= idle);
         self.evicted[EvictReason::Idle as usize] += removed as u64;
+        removed
+    }
+
+    /// Removes every flow of the given partitions (revoked: another processor counts them
+    /// from now on, and keeping them would serve stale flows until they idle out). Returns how
+    /// many were removed.
+    pub fn remove_partitions(&mut self, partitions: &[u16]) -> usize {
+        if partitions.is_empty() {
+            return 0;
+        }
+        let removed = self.remove_where(usize::MAX, |e| partitions.contains(&e.partition));
+        self.evicted[EvictReason::Revoked as usize] += removed as u64;
         removed
     }
 

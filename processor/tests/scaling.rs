@@ -1,7 +1,8 @@
 //! Scaling: processors in one consumer group on a 6-partition topic share the partitions, and
-//! the sum of their counts is exactly what was produced, per flow and in total: nothing lost,
-//! nothing counted twice, also when a third processor joins while records are flowing
-//! (cooperative-sticky rebalance, offsets committed before partitions move).
+//! the sum of their counts is exactly what was produced in total: nothing lost, nothing counted
+//! twice, also when a third processor joins while records are flowing (cooperative-sticky
+//! rebalance, offsets committed before partitions move). A revoked partition's flows leave the
+//! processor that gave it up: every flow is on exactly one processor, never stale on two.
 
 mod common;
 
@@ -156,7 +157,36 @@ fn group_members_share_partitions_and_sum_to_exactly_what_was_produced() {
         e.packets += v.packets;
         e.bytes += v.bytes;
     }
-    assert_eq!(flows(&ms), want, "per-flow sums across processors");
+    // Each flow is on one processor only: the ones that gave partitions up dropped their flows
+    // (counted as evicted, reason revoked), so no flow is served stale by two. A moved flow's
+    // series restarts on its new owner: its sum is at most what was produced.
+    let mut owners: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &ms {
+        for (labels, _) in m.of("netstream_flow_packets_total") {
+            *owners.entry(canonical(labels)).or_default() += 1;
+        }
+    }
+    let shared: Vec<_> = owners.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        shared.is_empty(),
+        "flows on more than one processor: {shared:?}"
+    );
+    let got = flows(&ms);
+    for (flow, counts) in &got {
+        let produced = &want[flow];
+        assert!(
+            counts.packets <= produced.packets && counts.bytes <= produced.bytes,
+            "{flow}: {counts:?} > produced {produced:?}"
+        );
+    }
+    let revoked: f64 = ms
+        .iter()
+        .map(|m| m.sum("netstream_flows_evicted_total", &[("reason", "revoked")]))
+        .sum();
+    assert!(
+        revoked > 0.0,
+        "the rebalance moved partitions and their flows"
+    );
     for proto in ["tcp", "udp"] {
         let got: f64 = ms
             .iter()
@@ -166,6 +196,94 @@ fn group_members_share_partitions_and_sum_to_exactly_what_was_produced() {
         assert_eq!(got as u64, expect, "{proto} bytes");
     }
     for p in [p1, p2, p3] {
+        let logs = p.stop();
+        assert!(!logs.contains("panicked"), "{logs}");
+    }
+}
+
+/// Two processors and a rebalance: the one that gives partitions up drops exactly their flows
+/// (before, it kept serving them, stale, until they idled out), its other flows keep their
+/// counts, and the new owner counts the moved flows from the records after the move.
+#[test]
+fn revoked_partitions_drop_exactly_their_flows() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let topic = "revoke-packets";
+    broker.create_topic(topic, 6).expect("create topic");
+    let brokers = broker.bootstrap();
+    let p1 = Processor::start(&brokers, topic, "revoke", &[]);
+    wait_until(Duration::from_secs(30), "p1 owns all partitions", || {
+        p1.metrics()
+            .sum("netstream_processor_partitions_assigned", &[])
+            == 6.0
+    });
+    let mut producer = RawProducer::new(&brokers, topic);
+    let mut t1 = Traffic::default();
+    traffic(&mut t1, 0, 400, 4);
+    t1.produce(&mut producer);
+    wait_until(Duration::from_secs(30), "batch 1 counted by p1", || {
+        p1.metrics().sum("netstream_records_consumed_total", &[]) == t1.records.len() as f64
+    });
+    assert_eq!(flows(&scrape(&[&p1])), t1.flows, "p1 counted every flow");
+
+    let p2 = Processor::start(&brokers, topic, "revoke", &[]);
+    wait_until(Duration::from_secs(60), "the partitions are shared", || {
+        let ms = scrape(&[&p1, &p2]);
+        ms.iter()
+            .all(|m| m.sum("netstream_processor_partitions_assigned", &[]) > 0.0)
+            && total(&ms, "netstream_processor_partitions_assigned") == 6.0
+    });
+    let kept = flows(&scrape(&[&p1]));
+    assert!(
+        !kept.is_empty() && kept.len() < t1.flows.len(),
+        "p1 kept {} of {} flows\n{}",
+        kept.len(),
+        t1.flows.len(),
+        p1.logs()
+    );
+    for (flow, counts) in &kept {
+        assert_eq!(
+            counts, &t1.flows[flow],
+            "{flow}: a kept flow keeps its counts"
+        );
+    }
+    let m1 = p1.metrics();
+    assert_eq!(
+        m1.sum("netstream_flows_evicted_total", &[("reason", "revoked")]),
+        (t1.flows.len() - kept.len()) as f64
+    );
+    assert_eq!(m1.sum("netstream_flows_active", &[]), kept.len() as f64);
+
+    // The same flows again: p1 adds to the flows it kept, p2 starts the moved ones afresh.
+    let mut t2 = Traffic::default();
+    traffic(&mut t2, 0, 400, 2);
+    t2.produce(&mut producer);
+    let n = (t1.records.len() + t2.records.len()) as f64;
+    wait_until(Duration::from_secs(30), "batch 2 counted", || {
+        total(&scrape(&[&p1, &p2]), "netstream_records_consumed_total") == n
+    });
+    let (f1, f2) = (flows(&scrape(&[&p1])), flows(&scrape(&[&p2])));
+    for (flow, counts) in &f1 {
+        let want = Expect {
+            packets: t1.flows[flow].packets + t2.flows[flow].packets,
+            bytes: t1.flows[flow].bytes + t2.flows[flow].bytes,
+        };
+        assert_eq!(counts, &want, "{flow} on p1 (never moved)");
+        assert!(!f2.contains_key(flow), "{flow} on both processors");
+    }
+    for (flow, counts) in &f2 {
+        assert_eq!(
+            counts, &t2.flows[flow],
+            "{flow} on p2 (moved: counted from the move on)"
+        );
+    }
+    assert_eq!(
+        f1.len() + f2.len(),
+        t1.flows.len(),
+        "every flow on one processor"
+    );
+    for p in [p1, p2] {
         let logs = p.stop();
         assert!(!logs.contains("panicked"), "{logs}");
     }
