@@ -627,11 +627,7 @@ fn crds_validate_with_kubernetes_validate() {
             )
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = netstream_testkit::process::output_text(&out);
         assert!(
             out.status.success() && !text.contains("Couldn't find schema"),
             "{version}: {text}"

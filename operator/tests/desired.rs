@@ -700,11 +700,7 @@ fn emitted_objects_validate_with_kubernetes_validate() {
             .args(&files)
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = netstream_testkit::process::output_text(&out);
         assert!(
             out.status.success(),
             "kubernetes-validate {version} failed:\n{text}"
@@ -779,11 +775,7 @@ fn operator_install_manifests_validate() {
             .arg(root.join("deploy").join("operator.yaml"))
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = netstream_testkit::process::output_text(&out);
         assert!(out.status.success(), "{version}: {text}");
         assert!(!text.contains("Couldn't find schema"), "{version}: {text}");
         assert_eq!(text.matches(" passed ").count(), 8, "{version}: {text}");

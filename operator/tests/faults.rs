@@ -269,9 +269,7 @@ async fn spec_changed_mid_reconcile_converges_and_reports_applied_generation() {
 /// up to the 5-minute cap, and the first success resets it.
 #[tokio::test]
 async fn repeated_server_errors_back_off_and_recover() {
-    let (ctx, fake) = setup();
-    fake.missing_group("keda.sh");
-    fake.missing_group("monitoring.coreos.com");
+    let (ctx, fake) = setup_bare();
     let sa = Arc::new(analysis("flows", minimal_analysis_spec()));
     store_sa(&fake, &sa);
     let rounds = 9;
@@ -321,9 +319,7 @@ async fn repeated_server_errors_back_off_and_recover() {
 /// next pass writes the status.
 #[tokio::test]
 async fn conflict_on_status_patch_is_retried() {
-    let (ctx, fake) = setup();
-    fake.missing_group("keda.sh");
-    fake.missing_group("monitoring.coreos.com");
+    let (ctx, fake) = setup_bare();
     let sa = Arc::new(analysis("flows", minimal_analysis_spec()));
     store_sa(&fake, &sa);
     fake.fault("PATCH", "/streamanalyses/flows/status", 409);

@@ -459,9 +459,7 @@ async fn np_api_errors_retry() -> Vec<Call> {
 // ---------------------------------------------------------- StreamAnalysis scenarios
 
 async fn sa_create_hpa() -> Vec<Call> {
-    let (ctx, fake) = setup();
-    fake.missing_group("keda.sh");
-    fake.missing_group("monitoring.coreos.com");
+    let (ctx, fake) = setup_bare();
     let sa = analysis("flows", minimal_analysis_spec());
     store_sa(&fake, &sa);
     let action = sa_rec::reconcile(Arc::new(sa.clone()), ctx.clone())
@@ -654,9 +652,7 @@ async fn sa_probe_ref_missing() -> Vec<Call> {
 }
 
 async fn sa_keda_not_installed() -> Vec<Call> {
-    let (ctx, fake) = setup();
-    fake.missing_group("keda.sh");
-    fake.missing_group("monitoring.coreos.com");
+    let (ctx, fake) = setup_bare();
     let mut spec = minimal_analysis_spec();
     spec.autoscaling.mode = AutoscalingMode::Keda;
     spec.min_replicas = 3;
@@ -791,9 +787,7 @@ async fn sa_foreign_objects_untouched() -> Vec<Call> {
 }
 
 async fn sa_service_monitor() -> Vec<Call> {
-    let (ctx, fake) = setup();
-    fake.missing_group("keda.sh");
-    fake.missing_group("monitoring.coreos.com");
+    let (ctx, fake) = setup_bare();
     let mut spec = minimal_analysis_spec();
     spec.service_monitor = Some(ServiceMonitorSpec {
         enabled: true,
@@ -844,9 +838,7 @@ async fn sa_service_monitor() -> Vec<Call> {
 }
 
 async fn sa_api_error_retry() -> Vec<Call> {
-    let (ctx, fake) = setup();
-    fake.missing_group("keda.sh");
-    fake.missing_group("monitoring.coreos.com");
+    let (ctx, fake) = setup_bare();
     let sa = Arc::new(analysis("flows", minimal_analysis_spec()));
     store_sa(&fake, &sa);
     fake.fault("PATCH", "/deployments/flows-processor", 500);
@@ -906,9 +898,7 @@ fn pod_spec(fake: &Fake, name: &str) -> Value {
 /// Bindings follow `spec.enrichment` through enabled/cluster-wide/namespaced/disabled, stale
 /// ones are deleted, and bindings that are not this StreamAnalysis' are never touched.
 async fn sa_enrichment_bindings() -> Vec<Call> {
-    let (ctx, fake) = setup();
-    fake.missing_group("keda.sh");
-    fake.missing_group("monitoring.coreos.com");
+    let (ctx, fake) = setup_bare();
     // Someone else's binding, and the binding of another StreamAnalysis: both must survive.
     fake.put(
         &format!("{CRB_BASE}/foreign"),
@@ -1034,9 +1024,7 @@ async fn sa_enrichment_bindings() -> Vec<Call> {
 /// deletion the bindings are removed before the finalizer is released. A failing cleanup keeps
 /// the finalizer (and the object) until a retry succeeds.
 async fn sa_finalizer_lifecycle() -> Vec<Call> {
-    let (ctx, fake) = setup();
-    fake.missing_group("keda.sh");
-    fake.missing_group("monitoring.coreos.com");
+    let (ctx, fake) = setup_bare();
     let mut spec = minimal_analysis_spec();
     spec.enrichment.namespaces = vec!["team-a".into()];
     let sa = analysis_new("flows", spec);
@@ -1150,9 +1138,7 @@ async fn sa_invalid_subnet_blocked() -> Vec<Call> {
 /// A listed namespace that does not exist (the API server 404s the RoleBinding) degrades the
 /// StreamAnalysis with a condition; the rest still rolls out and the check repeats.
 async fn sa_enrichment_namespace_missing() -> Vec<Call> {
-    let (ctx, fake) = setup();
-    fake.missing_group("keda.sh");
-    fake.missing_group("monitoring.coreos.com");
+    let (ctx, fake) = setup_bare();
     let mut spec = minimal_analysis_spec();
     spec.enrichment.namespaces = vec!["ghost".into(), "team-a".into()];
     let sa = analysis("flows", spec);
@@ -1768,9 +1754,7 @@ async fn plain_text_404_of_a_missing_crd_is_absent() {
 /// discovery. Before the fix every reconcile failed on the plain-text 404.
 #[tokio::test]
 async fn streamanalysis_ready_without_keda_and_servicemonitor_crds() {
-    let (ctx, fake) = setup();
-    fake.missing_group("keda.sh");
-    fake.missing_group("monitoring.coreos.com");
+    let (ctx, fake) = setup_bare();
     let sa = analysis("flows", minimal_analysis_spec());
     store_sa(&fake, &sa);
     let action = sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
@@ -1870,9 +1854,7 @@ async fn names_children_cannot_carry_are_reported() {
 /// later applies never carry it (the autoscaler owns it).
 #[tokio::test]
 async fn initial_replicas_only_at_creation() {
-    let (ctx, fake) = setup();
-    fake.missing_group("keda.sh");
-    fake.missing_group("monitoring.coreos.com");
+    let (ctx, fake) = setup_bare();
     let mut spec = minimal_analysis_spec();
     spec.min_replicas = 4;
     spec.max_replicas = 9;
@@ -2270,9 +2252,7 @@ async fn partitions_over_tls_with_the_ca_from_the_secret() {
 async fn apply_conflicts_are_modelled_and_the_operator_forces() {
     use k8s_openapi::api::apps::v1::Deployment;
     use kube::api::{Api, Patch, PatchParams};
-    let (ctx, fake) = setup();
-    fake.missing_group("keda.sh");
-    fake.missing_group("monitoring.coreos.com");
+    let (ctx, fake) = setup_bare();
     let sa = analysis("flows", minimal_analysis_spec());
     store_sa(&fake, &sa);
     sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();

@@ -14,11 +14,7 @@ fn run(args: &[&str]) -> (i32, String) {
         .expect("run processor");
     (
         out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+        netstream_testkit::process::output_text(&out),
     )
 }
 

@@ -213,11 +213,7 @@ fn read_only_root_sandbox_keeps_a_binary_under_tmp() {
         .arg("--help")
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = netstream_testkit::process::output_text(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("--brokers"), "{text}");
 }
@@ -434,11 +430,7 @@ fn run_probe(probe: &Path, brokers: &str, pcap: &Path, props: &[String]) -> (boo
     let out = cmd.stdin(Stdio::null()).output().expect("run probe");
     (
         out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+        netstream_testkit::process::output_text(&out),
     )
 }
 

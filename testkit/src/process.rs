@@ -29,3 +29,12 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// A finished command's stdout then stderr, as text (for assertions and failure messages).
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

@@ -33,6 +33,15 @@ pub fn setup() -> (Arc<Context>, Fake) {
     (Arc::new(ctx), fake)
 }
 
+/// [`setup`] on a cluster without the optional CRDs (KEDA, prometheus-operator), as a plain
+/// cluster is.
+pub fn setup_bare() -> (Arc<Context>, Fake) {
+    let (ctx, fake) = setup();
+    fake.missing_group("keda.sh");
+    fake.missing_group("monitoring.coreos.com");
+    (ctx, fake)
+}
+
 pub fn v<T: serde::Serialize>(t: &T) -> Value {
     serde_json::to_value(t).unwrap()
 }

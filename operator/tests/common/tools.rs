@@ -70,10 +70,6 @@ pub fn python_schema_check(python: &Path, cases: &[(String, Value, Value)]) -> (
         .unwrap();
     (
         out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+        netstream_testkit::process::output_text(&out),
     )
 }

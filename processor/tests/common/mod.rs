@@ -499,11 +499,7 @@ pub fn promtool_check(text: &str) {
         .write_all(text.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = netstream_testkit::process::output_text(&out);
     assert!(
         out.status.success() && said.trim().is_empty(),
         "promtool: {said}"
