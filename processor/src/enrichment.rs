@@ -188,7 +188,7 @@ impl OwnedLabels {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use netstream_enrich::{IndexConfig, Member, SubnetLabel, Update};
     use netstream_wire::{Direction, Endpoint};
@@ -208,7 +208,7 @@ mod tests {
         })
     }
 
-    fn enrichment() -> Enrichment {
+    pub(crate) fn enrichment() -> Enrichment {
         let mut index = IdentityIndex::new(IndexConfig {
             subnets: vec!["172.16.0.0/12=corp".parse::<SubnetLabel>().unwrap()],
             ..IndexConfig::default()
