@@ -748,14 +748,7 @@ fn sample(labels: Vec<LabelPair>, value: f64, gauge: bool) -> Metric {
 /// The address of an endpoint as text (IP keys only; flows are never non-IP).
 pub fn addr_string(kind: KeyKind, e: &Endpoint) -> String {
     let mut s = String::with_capacity(16);
-    let _ = match kind {
-        KeyKind::Ipv6 => write!(s, "{}", Ipv6Addr::from(e.addr)),
-        _ => write!(
-            s,
-            "{}",
-            Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3])
-        ),
-    };
+    write_addr(kind, e, &mut s);
     s
 }
 
