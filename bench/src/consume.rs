@@ -9,8 +9,8 @@
 //! excluded (tansu waits about half the session timeout before the first assignment).
 //!
 //! The processor runs in-process: `consume::subscribe` and `consume::run` with the structures
-//! its `main.rs` builds (the aggregate behind its lock, the rebalance/commit context, offsets
-//! stored per record and committed every second); a watcher thread reads the aggregate's
+//! its `main.rs` builds (the engine behind its lock, the rebalance/commit context, offsets
+//! stored per record and committed every second); a watcher thread reads the engine's
 //! `consumed` counter every millisecond. The HTTP side is left out: it idles without scrapes.
 
 use std::process::{Command, Stdio};
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use netstream_processor::clock::Clock;
 use netstream_processor::consume::{self, ConsumeContext, LoopOptions};
-use netstream_processor::record::Aggregate;
+use netstream_processor::engine::Engine;
 use netstream_processor::state::Shared;
 use netstream_runtime::http::Health;
 use netstream_testkit::broker::Broker;
@@ -92,7 +92,7 @@ fn processor(
 ) -> anyhow::Result<Timed> {
     let user = vec![("session.timeout.ms".to_string(), SESSION_MS.to_string())];
     let config = consume::consumer_config(brokers, group, &user, false, |_| None)?;
-    let shared = Arc::new(Shared::new(Aggregate::new(
+    let shared = Arc::new(Shared::new(Engine::flows(
         100_000,
         Clock::ticks(Duration::from_secs(300)),
     )));
@@ -104,18 +104,13 @@ fn processor(
         let worker = std::thread::Builder::new()
             .name("processor".into())
             .spawn_scoped(s, || -> anyhow::Result<()> {
-                let ctx = ConsumeContext::new(
-                    shared.clone(),
-                    health.clone(),
-                    None,
-                    Duration::from_secs(10),
-                );
+                let ctx =
+                    ConsumeContext::new(shared.clone(), health.clone(), Duration::from_secs(10));
                 let consumer =
                     consume::subscribe(&config, ctx, brokers, topic, Duration::from_secs(10))?;
                 consume::run(
                     &consumer,
                     &shared,
-                    None,
                     &LoopOptions::default(),
                     &stop,
                     &heartbeat,
@@ -133,7 +128,7 @@ fn processor(
                     "processor: not all {n} records within {limit:?}"
                 ));
             }
-            let c = shared.lock().consumed;
+            let c = shared.lock().consumed();
             let now = Instant::now();
             if c >= 1 && first.is_none() {
                 first = Some(now);

@@ -5,16 +5,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use netstream_processor::analysis::flows::Flows;
 use netstream_processor::collector::ProcessorCollector;
-use netstream_processor::record::Aggregate;
+use netstream_processor::engine::Engine;
 use netstream_processor::state::Shared;
 use netstream_wire::{Endpoint, FlowKey, KeyKind, PacketMeta, ValueEncoder};
 use serde_json::{Value, json};
 
 use crate::args::{Opts, stats};
 
-fn filled(flows: u32) -> Aggregate {
-    let mut agg = Aggregate::new(flows as usize, 300);
+fn filled(flows: u32) -> Engine {
+    let mut agg = Engine::flows(flows as usize, 300);
     let mut enc = ValueEncoder::new("node-1", "eth0");
     for i in 0..flows {
         let b = i.to_be_bytes();
@@ -32,7 +33,7 @@ fn filled(flows: u32) -> Aggregate {
             ts_ns: 1_700_000_000_000_000_000 + u64::from(i),
         };
         let v = enc.encode(&meta, &[]).to_vec();
-        agg.record(Some(&k.to_vec()), Some(&v), 0).ok();
+        agg.record(0, Some(&k.to_vec()), Some(&v), 0).ok();
     }
     agg
 }
@@ -42,7 +43,7 @@ pub fn main(o: &Opts) -> anyhow::Result<Value> {
     let mut out = serde_json::Map::new();
     for flows in [10_000u32, 100_000] {
         let agg = filled(flows);
-        let heap = agg.flows.heap_bytes();
+        let heap = agg.host::<Flows>().map(|h| h.heap_bytes()).unwrap_or(0);
         let shared = Arc::new(Shared::new(agg));
         let collector = ProcessorCollector::new(shared.clone())?;
         let mut ms = Vec::new();

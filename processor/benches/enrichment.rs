@@ -18,11 +18,12 @@ use netstream_enrich::{
     IdentityIndex, IndexConfig, Member, MemberKind, SourceStats, Update, Workload, WorkloadId,
     WorkloadKind,
 };
+use netstream_processor::analysis::registry::Setup;
+use netstream_processor::analysis::workloads::enrichment::{Enrichment, EnrichmentOptions};
+use netstream_processor::analysis::workloads::table::{SeriesKey, WorkloadTable};
 use netstream_processor::collector::ProcessorCollector;
-use netstream_processor::enrichment::{Enrichment, EnrichmentOptions};
-use netstream_processor::record::Aggregate;
+use netstream_processor::engine::Engine;
 use netstream_processor::state::Shared;
-use netstream_processor::workload::{SeriesKey, WorkloadTable};
 use netstream_wire::{Direction, Endpoint, FlowKey, KeyKind, PacketMeta, ValueEncoder};
 
 const PODS: u32 = 10_000;
@@ -116,6 +117,17 @@ fn print_memory_per_series() {
     }
 }
 
+/// `flows`, and with `on` also `workloads`.
+fn engine(on: bool) -> Engine {
+    let mut setup = Setup::new(100_000, 300);
+    if on {
+        setup.enrichment = Some(enrichment(false));
+        Engine::build(&["flows", "workloads"], setup).expect("engine")
+    } else {
+        Engine::build(&["flows"], setup).expect("engine")
+    }
+}
+
 fn count_path(c: &mut Criterion) {
     print_memory_per_series();
     let mut g = c.benchmark_group("count_path");
@@ -125,19 +137,16 @@ fn count_path(c: &mut Criterion) {
         .map(|i| (key(i).to_vec(), enc.encode(&meta(i), &[0u8; 64]).to_vec()))
         .collect();
     for (name, on) in [("off", false), ("on", true)] {
-        let mut agg = Aggregate::new(100_000, 300);
-        if on {
-            agg = agg.with_enrichment(enrichment(false));
-        }
+        let mut agg = engine(on);
         for (k, v) in &records {
-            agg.record(Some(k), Some(v), 0).ok();
+            agg.record(0, Some(k), Some(v), 0).ok();
         }
         let mut j = 0usize;
         g.bench_function(name, |b| {
             b.iter(|| {
                 j = (j + 1) % records.len();
                 let (k, v) = &records[j];
-                black_box(agg.record(Some(k), Some(v), 1)).ok();
+                black_box(agg.record(0, Some(k), Some(v), 1)).ok();
             })
         });
     }
@@ -182,12 +191,9 @@ fn render(c: &mut Criterion) {
         .map(|i| (key(i).to_vec(), enc.encode(&meta(i), &[]).to_vec()))
         .collect();
     for (name, on) in [("100k_flows_off", false), ("100k_flows_on", true)] {
-        let mut agg = Aggregate::new(100_000, 300);
-        if on {
-            agg = agg.with_enrichment(enrichment(false));
-        }
+        let mut agg = engine(on);
         for (k, v) in &records {
-            agg.record(Some(k), Some(v), 0).ok();
+            agg.record(0, Some(k), Some(v), 0).ok();
         }
         let collector = ProcessorCollector::new(Arc::new(Shared::new(agg))).expect("collector");
         let (text, _) = collector.render();

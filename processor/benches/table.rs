@@ -13,10 +13,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use netstream_processor::analysis::flows::Flows;
+use netstream_processor::analysis::flows::table::FlowTable;
 use netstream_processor::collector::ProcessorCollector;
-use netstream_processor::record::Aggregate;
+use netstream_processor::engine::Engine;
 use netstream_processor::state::Shared;
-use netstream_processor::table::FlowTable;
 use netstream_wire::{Direction, Endpoint, FlowKey, KeyKind, PacketMeta, ValueEncoder};
 
 fn key(i: u32) -> FlowKey {
@@ -91,13 +92,13 @@ fn update(c: &mut Criterion) {
     let records: Vec<(Vec<u8>, Vec<u8>)> = (0..4096u32)
         .map(|i| (key(i).to_vec(), enc.encode(&meta(i), &[0u8; 64]).to_vec()))
         .collect();
-    let mut agg = Aggregate::new(N as usize, 300);
+    let mut agg = Engine::flows(N as usize, 300);
     let mut j = 0usize;
     g.bench_function("record_decode_and_count", |b| {
         b.iter(|| {
             j = (j + 1) % records.len();
             let (k, v) = &records[j];
-            black_box(agg.record(Some(k), Some(v), 1)).ok();
+            black_box(agg.record(0, Some(k), Some(v), 1)).ok();
         })
     });
     g.finish();
@@ -106,13 +107,13 @@ fn update(c: &mut Criterion) {
 fn render(c: &mut Criterion) {
     let mut g = c.benchmark_group("render");
     g.sample_size(10);
-    let mut agg = Aggregate::new(100_000, 300);
+    let mut agg = Engine::flows(100_000, 300);
     let mut enc = ValueEncoder::new("node-1", "eth0");
     for i in 0..100_000u32 {
         let v = enc.encode(&meta(i), &[]).to_vec();
-        agg.record(Some(&key(i).to_vec()), Some(&v), 0).ok();
+        agg.record(0, Some(&key(i).to_vec()), Some(&v), 0).ok();
     }
-    assert_eq!(agg.flows.len(), 100_000);
+    assert_eq!(agg.host::<Flows>().map(|h| h.flows_len()), Some(100_000));
     let shared = Arc::new(Shared::new(agg));
     let collector = ProcessorCollector::new(shared.clone()).expect("collector");
     let (text, _) = collector.render();

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use netstream_processor::collector::{ProcessorCollector, Snapshot, encode_text};
-use netstream_processor::record::Aggregate;
+use netstream_processor::collector::{ProcessorCollector, Snapshot};
+use netstream_processor::engine::Engine;
 use netstream_processor::state::Shared;
+use netstream_runtime::metrics::encode_text;
 use netstream_wire::{Endpoint, FlowKey, KeyKind, PacketMeta, ValueEncoder};
 
 fn main() {
-    let mut agg = Aggregate::new(100_000, 300);
+    let mut agg = Engine::flows(100_000, 300);
     let mut enc = ValueEncoder::new("node-1", "eth0");
     for i in 0..100_000u32 {
         let b = i.to_be_bytes();
@@ -27,7 +28,7 @@ fn main() {
             ts_ns: 1,
         };
         let v = enc.encode(&meta, &[]).to_vec();
-        agg.record(Some(&k.to_vec()), Some(&v), 0).ok();
+        agg.record(0, Some(&k.to_vec()), Some(&v), 0).ok();
     }
     let shared = Arc::new(Shared::new(agg));
     let collector = ProcessorCollector::new(shared.clone()).expect("collector");

@@ -55,10 +55,22 @@ pub struct Args {
     )]
     pub metrics_addr: SocketAddr,
 
+    /// Analyses to run, comma-separated, from: flows (per-flow and per-protocol counts),
+    /// workloads (traffic between Kubernetes workloads; needs --enrichment), branch (records
+    /// again to per-protocol topics; needs --branch-topic-prefix). Default: flows, plus
+    /// workloads with --enrichment and branch with --branch-topic-prefix.
+    #[arg(
+        long,
+        env = "NETSTREAM_ANALYSES",
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
+    pub analyses: Vec<String>,
+
     /// Most IP flows tracked at once. When full, idle flows and then the least recently updated
     /// ones are evicted (netstream_flows_evicted_total). About 93 bytes of memory per flow.
     #[arg(long, env = "NETSTREAM_MAX_FLOWS", default_value_t = 100_000,
-          value_parser = clap::value_parser!(u64).range(1..=crate::table::MAX_FLOWS_LIMIT as u64))]
+          value_parser = clap::value_parser!(u64).range(1..=crate::analysis::flows::table::MAX_FLOWS_LIMIT as u64))]
     pub max_flows: u64,
 
     /// Evict a flow (and its series) when this processor has not counted a packet of it for
@@ -162,7 +174,19 @@ fn parse_subnet_label(s: &str) -> Result<SubnetLabel, String> {
 
 impl Args {
     pub fn max_flows(&self) -> usize {
-        usize::try_from(self.max_flows).unwrap_or(crate::table::MAX_FLOWS_LIMIT)
+        usize::try_from(self.max_flows).unwrap_or(crate::analysis::flows::table::MAX_FLOWS_LIMIT)
+    }
+
+    /// The analyses to run: `--analyses`, or the default for the other flags.
+    pub fn analyses(&self) -> Vec<String> {
+        if self.analyses.is_empty() {
+            crate::analysis::registry::default_names(
+                self.enrichment != EnrichmentMode::Off,
+                self.branch_topic_prefix.is_some(),
+            )
+        } else {
+            self.analyses.iter().map(|a| a.trim().to_string()).collect()
+        }
     }
 
     /// Checks the enrichment flags that depend on each other.
@@ -182,8 +206,8 @@ impl Args {
         }
     }
 
-    pub fn enrichment_options(&self) -> crate::enrichment::EnrichmentOptions {
-        crate::enrichment::EnrichmentOptions {
+    pub fn enrichment_options(&self) -> crate::analysis::workloads::enrichment::EnrichmentOptions {
+        crate::analysis::workloads::enrichment::EnrichmentOptions {
             flow_pod_labels: self.flow_pod_labels,
             workload_expiry: self.workload_expiry,
             max_series: usize::try_from(self.max_workload_series).unwrap_or(10_000_000),
@@ -203,6 +227,29 @@ mod tests {
         assert_eq!(a.flow_idle_timeout, Duration::from_secs(300));
         assert_eq!(a.metrics_addr, "0.0.0.0:9090".parse().unwrap());
         assert!(a.branch_topic_prefix.is_none());
+        assert_eq!(a.analyses(), ["flows"]);
+        let a = Args::try_parse_from([
+            "p",
+            "--brokers",
+            "k:9092",
+            "--group",
+            "g",
+            "--branch-topic-prefix",
+            "b",
+        ])
+        .unwrap();
+        assert_eq!(a.analyses(), ["flows", "branch"]);
+        let a = Args::try_parse_from([
+            "p",
+            "--brokers",
+            "k:9092",
+            "--group",
+            "g",
+            "--analyses",
+            "flows, branch",
+        ])
+        .unwrap();
+        assert_eq!(a.analyses(), ["flows", "branch"]);
         // --group is required; bad values are refused with the flag named.
         assert!(Args::try_parse_from(["p", "--brokers", "k:9092"]).is_err());
         for bad in [

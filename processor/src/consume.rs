@@ -1,11 +1,12 @@
 //! The consumer group side: configuration, the consume loop, offsets and rebalances.
 //!
-//! At-least-once: `enable.auto.offset.store=false`; a record's offset is noted only after it
-//! has been counted (and, with branching, handed to the branch producer), handed to librdkafka
+//! At-least-once: `enable.auto.offset.store=false`; a record's offset is noted only after every
+//! enabled analysis has processed it (`branch`: handed it to its producer), handed to librdkafka
 //! just before each commit (not per record: see `PendingOffsets`), and only those offsets are
 //! committed: every `--commit-interval`, synchronously before partitions are
 //! revoked (cooperative-sticky rebalances give up only the partitions that move), and on
-//! shutdown. With branching, the branch producer is flushed before each commit.
+//! shutdown. What an analysis holds in flight (the branch producer) is flushed before each
+//! commit.
 //! Invalid records are counted, logged at a bounded rate and committed past.
 //!
 //! Everything runs on one thread (the rebalance callbacks run inside `poll`), so no record can
@@ -27,7 +28,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, TopicPartitionList};
 
-use crate::branch::{Branch, BranchError};
+use crate::analysis::{Flush, Verdict};
 use crate::clock::Clock;
 use crate::state::Shared;
 
@@ -108,7 +109,7 @@ use netstream_runtime::kafka_log::KafkaLog;
 pub struct ConsumeContext {
     shared: Arc<Shared>,
     health: Arc<Health>,
-    branch: Option<Arc<Branch>>,
+    flushers: Vec<Arc<dyn Flush>>,
     flush_timeout: Duration,
     log: KafkaLog,
     commit_log: RateLimit,
@@ -129,16 +130,12 @@ struct PendingOffsets {
 }
 
 impl ConsumeContext {
-    pub fn new(
-        shared: Arc<Shared>,
-        health: Arc<Health>,
-        branch: Option<Arc<Branch>>,
-        flush_timeout: Duration,
-    ) -> Self {
+    pub fn new(shared: Arc<Shared>, health: Arc<Health>, flush_timeout: Duration) -> Self {
+        let flushers = shared.lock().flushers();
         ConsumeContext {
             shared,
             health,
-            branch,
+            flushers,
             flush_timeout,
             log: KafkaLog::default(),
             commit_log: RateLimit::default(),
@@ -206,15 +203,15 @@ impl ConsumeContext {
         }
     }
 
-    /// Flushes the branch producer, then commits every stored offset. Returns whether the
-    /// commit was attempted.
+    /// Flushes what the analyses hold in flight, then commits every stored offset. Returns
+    /// whether the commit was attempted.
     fn commit(&self, consumer: &BaseConsumer<Self>, mode: CommitMode) -> bool {
-        if let Some(branch) = &self.branch
-            && let Err(error) = branch.flush(self.flush_timeout)
-        {
-            warn_limited!(self.commit_log, %error, in_flight = branch.in_flight(),
-                "branch producer did not flush; offsets not committed this time");
-            return false;
+        for f in &self.flushers {
+            if let Err(error) = f.flush(self.flush_timeout) {
+                warn_limited!(self.commit_log, %error, in_flight = f.in_flight(),
+                    "producer did not flush; offsets not committed this time");
+                return false;
+            }
         }
         self.store_pending(consumer);
         match consumer.commit_consumer_state(mode) {
@@ -367,7 +364,6 @@ impl Default for LoopOptions {
 pub fn run(
     consumer: &ProcessorConsumer,
     shared: &Shared,
-    branch: Option<&Branch>,
     opts: &LoopOptions,
     stop: &AtomicBool,
     heartbeat: &AtomicU64,
@@ -397,27 +393,16 @@ pub fn run(
             }
             Some(Ok(msg)) => {
                 ctx.mark_ready();
-                let result = shared.lock().record_in(
+                let result = shared.lock().record(
                     msg.partition(),
                     msg.key(),
                     msg.payload(),
                     clock.tick_at(now),
                 );
                 match result {
-                    Ok(key) => {
-                        if let Some(branch) = branch {
-                            let sent = branch.send(
-                                &key,
-                                msg.key().unwrap_or_default(),
-                                msg.payload().unwrap_or_default(),
-                                stop,
-                            );
-                            if let Err(BranchError::Stopped) = sent {
-                                // Not handed over: leave its offset uncommitted.
-                                break;
-                            }
-                        }
-                    }
+                    Ok((_, Verdict::Continue)) => {}
+                    // Not fully processed (stopping): leave its offset uncommitted.
+                    Ok((_, Verdict::Stop)) => break,
                     Err(invalid) => {
                         warn_limited!(invalid_log, topic = msg.topic(), partition = msg.partition(),
                             offset = msg.offset(), reason = invalid.reason.as_str(), error = %invalid,

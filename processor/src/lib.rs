@@ -1,27 +1,26 @@
-//! `netstream-processor`: consumes packet records in a consumer group, counts packets and bytes
-//! per flow and per protocol, and serves them as Prometheus metrics and a small JSON API.
+//! `netstream-processor`: consumes packet records in a consumer group and runs analyses over
+//! them (flow and protocol counts, workload traffic, per-protocol branch topics), served as
+//! Prometheus metrics and a JSON API.
 //!
 //! - [`cli`]: flags (and `NETSTREAM_<FLAG>` environment).
-//! - [`record`]: decoding one record and counting it, or naming why it is invalid.
-//! - [`table`]: the bounded flow table and the per-protocol counters.
-//! - [`enrichment`]: Kubernetes identities (index and workload table) on the count path.
-//! - [`identity`]: where identities come from (identity file, Kubernetes) and the sink.
-//! - [`workload`]: the bounded table of `netstream_workload_*` series.
+//! - [`decode`]: a record's key and value decoded, or why it is invalid.
+//! - [`engine`]: decodes each record once and hands the packet to every enabled analysis, one
+//!   shard per assigned partition.
+//! - [`analysis`]: the [`analysis::Analysis`] trait and the analyses, one folder each, listed in
+//!   [`analysis::registry`]: [`analysis::flows`], [`analysis::workloads`] (Kubernetes
+//!   enrichment), [`analysis::branch`].
 //! - [`state`]: what the consumer thread shares with the HTTP side; [`clock`]: its ticks.
-//! - [`collector`]: `/metrics`, rendered at scrape time by a custom Prometheus collector.
-//! - [`api`]: `/api/v1/flows` and `/api/v1/protocols`.
-//! - [`branch`]: optional re-production of every record to a per-protocol topic.
+//! - [`collector`]: `/metrics`: the engine's own families and every analysis' families, rendered
+//!   at scrape time from snapshots.
+//! - [`api`]: what the analyses' `/api/v1/...` routes share, and `/metrics`.
 //! - [`consume`]: the consumer group loop, offsets and rebalances.
 
+pub mod analysis;
 pub mod api;
-pub mod branch;
 pub mod cli;
 pub mod clock;
 pub mod collector;
 pub mod consume;
-pub mod enrichment;
-pub mod identity;
-pub mod record;
+pub mod decode;
+pub mod engine;
 pub mod state;
-pub mod table;
-pub mod workload;

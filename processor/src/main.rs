@@ -8,15 +8,17 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use netstream_enrich::{IdentityIndex, SourceStats};
+use netstream_processor::analysis::branch::{Branch, BranchAnalysis};
+use netstream_processor::analysis::registry::{self, Setup};
+use netstream_processor::analysis::workloads::enrichment::Enrichment;
+use netstream_processor::analysis::workloads::identity;
+use netstream_processor::analysis::{Analysis, Flush};
 use netstream_processor::api;
-use netstream_processor::branch::Branch;
 use netstream_processor::cli::{Args, EnrichmentMode};
 use netstream_processor::clock::Clock;
 use netstream_processor::collector::ProcessorCollector;
 use netstream_processor::consume::{self, ConsumeContext, LoopOptions};
-use netstream_processor::enrichment::Enrichment;
-use netstream_processor::identity;
-use netstream_processor::record::Aggregate;
+use netstream_processor::engine::Engine;
 use netstream_processor::state::Shared;
 use netstream_runtime::http::{self, Health};
 use netstream_runtime::kafka_config;
@@ -47,8 +49,18 @@ fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(config = %kafka_config::redacted(&config), "kafka consumer config");
 
     args.check_enrichment().map_err(anyhow::Error::msg)?;
+    let analyses = args.analyses();
+    registry::select(registry::ANALYSES, &analyses).map_err(anyhow::Error::msg)?;
+    let branching = analyses.iter().any(|a| a == BranchAnalysis::NAME);
+    if args.branch_topic_prefix.is_some() && !branching {
+        anyhow::bail!(
+            "--branch-topic-prefix is set but branch is not in --analyses; add branch or drop the prefix"
+        );
+    }
     let source_stats = Arc::new(SourceStats::default());
-    let mut agg = Aggregate::new(args.max_flows(), Clock::ticks(args.flow_idle_timeout));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut setup = Setup::new(args.max_flows(), Clock::ticks(args.flow_idle_timeout));
+    setup.stop = stop.clone();
     let index_config = identity::index_config(&args.subnet_label);
     let index = match (args.enrichment, &args.identity_file) {
         (EnrichmentMode::Off, _) => None,
@@ -67,14 +79,27 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         (EnrichmentMode::Kubernetes, _) => Some(IdentityIndex::new(index_config)),
     };
-    if let Some(index) = index {
-        agg = agg.with_enrichment(Enrichment::new(
-            index,
-            &args.enrichment_options(),
-            source_stats.clone(),
-        ));
+    setup.enrichment =
+        index.map(|index| Enrichment::new(index, &args.enrichment_options(), source_stats.clone()));
+    if let (true, Some(prefix)) = (branching, &args.branch_topic_prefix) {
+        setup.branch = Some(Arc::new(Branch::connect(
+            &args.brokers,
+            prefix,
+            &args.branch_producer_config,
+            args.connect_timeout,
+        )?));
     }
-    let shared = Arc::new(Shared::new(agg));
+    let branch = setup.branch.clone();
+    let hosts =
+        registry::build(registry::ANALYSES, &analyses, &mut setup).map_err(anyhow::Error::msg)?;
+    if setup.enrichment.is_some() {
+        anyhow::bail!(
+            "--enrichment is on but workloads is not in --analyses; add workloads or set --enrichment off"
+        );
+    }
+    let engine = Engine::new(hosts);
+    tracing::info!(analyses = ?engine.names(), "analyses");
+    let shared = Arc::new(Shared::new(engine));
     let registry = prometheus::Registry::new();
     registry
         .register(Box::new(ProcessorCollector::new(shared.clone())?))
@@ -89,7 +114,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         .thread_name("netstream-http")
         .build()
         .context("cannot start the async runtime")?;
-    let stop = Arc::new(AtomicBool::new(false));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     // /metrics from the collector directly (fast path), /api/v1/*, and the runtime router's
     // /healthz and /readyz behind them.
@@ -130,22 +154,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
-    let branch = match &args.branch_topic_prefix {
-        Some(prefix) => Some(Arc::new(Branch::connect(
-            &args.brokers,
-            prefix,
-            &args.branch_producer_config,
-            shared.clone(),
-            args.connect_timeout,
-        )?)),
-        None => None,
-    };
-    let context = ConsumeContext::new(
-        shared.clone(),
-        health.clone(),
-        branch.clone(),
-        args.connect_timeout,
-    );
+    let context = ConsumeContext::new(shared.clone(), health.clone(), args.connect_timeout);
     let consumer = consume::subscribe(
         &config,
         context,
@@ -178,30 +187,18 @@ fn run(args: Args) -> anyhow::Result<()> {
         commit_interval: args.commit_interval,
         ..LoopOptions::default()
     };
-    consume::run(
-        &consumer,
-        &shared,
-        branch.as_deref(),
-        &opts,
-        &stop,
-        &heartbeat,
-        started,
-    );
+    consume::run(&consumer, &shared, &opts, &stop, &heartbeat, started);
     health.set_ready(false);
     // Leaving the group revokes our partitions (committing once more) before the process ends.
     drop(consumer);
     if let Some(branch) = &branch
-        && let Err(e) = branch.flush(args.connect_timeout)
+        && let Err(e) = Flush::flush(branch.as_ref(), args.connect_timeout)
     {
         tracing::warn!(error = %e, "branch producer did not flush before exit");
     }
     let _ = shutdown_tx.send(true);
     let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(5), server).await });
-    let agg = shared.lock();
-    tracing::info!(
-        consumed = agg.consumed,
-        flows_active = agg.flows.len(),
-        "stopped"
-    );
+    let engine = shared.lock();
+    tracing::info!(consumed = engine.consumed(), "stopped");
     Ok(())
 }

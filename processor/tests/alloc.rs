@@ -12,9 +12,13 @@ use netstream_enrich::{
     IdentityIndex, IndexConfig, Member, MemberKind, SourceStats, Update, Workload, WorkloadId,
     WorkloadKind,
 };
-use netstream_processor::enrichment::{Enrichment, EnrichmentOptions};
-use netstream_processor::record::Aggregate;
-use netstream_processor::workload::{SeriesKey, WorkloadTable};
+use netstream_processor::analysis::flows::Flows;
+use netstream_processor::analysis::flows::table::EvictReason;
+use netstream_processor::analysis::registry::Setup;
+use netstream_processor::analysis::workloads::Workloads;
+use netstream_processor::analysis::workloads::enrichment::{Enrichment, EnrichmentOptions};
+use netstream_processor::analysis::workloads::table::{SeriesKey, WorkloadTable};
+use netstream_processor::engine::Engine;
 use netstream_wire::{Direction, Endpoint, FlowKey, KeyKind, PacketMeta, ValueEncoder};
 
 struct Counting;
@@ -43,6 +47,10 @@ unsafe impl GlobalAlloc for Counting {
         LIVE.fetch_sub(l.size() as u64, Ordering::Relaxed);
         unsafe { System.realloc(p, l, new) }
     }
+}
+
+fn flows(e: &Engine) -> &netstream_processor::analysis::Host<Flows> {
+    e.host::<Flows>().expect("flows is on")
 }
 
 #[global_allocator]
@@ -77,22 +85,22 @@ fn hot_path_allocates_nothing_and_a_flow_costs_under_100_bytes() {
     let _ = Direction::AToB;
 
     let live0 = LIVE.load(Ordering::Relaxed);
-    let mut agg = Aggregate::new(MAX as usize, 300);
+    let mut agg = Engine::flows(MAX as usize, 300);
     for (k, v) in &records[..MAX as usize] {
-        agg.record(Some(k), Some(v), 0).unwrap();
+        agg.record(0, Some(k), Some(v), 0).unwrap();
     }
     let per_flow = (LIVE.load(Ordering::Relaxed) - live0) as f64 / f64::from(MAX);
     println!(
         "heap per tracked flow at {MAX} flows: {per_flow:.1} bytes (table heap {} bytes)",
-        agg.flows.heap_bytes()
+        flows(&agg).heap_bytes()
     );
     assert!(per_flow <= 100.0, "{per_flow} bytes per flow");
-    assert_eq!(agg.flows.len(), MAX as usize);
+    assert_eq!(flows(&agg).flows_len(), MAX as usize);
 
     // Known flows: no allocation.
     let before = ALLOCS.load(Ordering::Relaxed);
     for (k, v) in &records[..MAX as usize] {
-        agg.record(Some(k), Some(v), 1).unwrap();
+        agg.record(0, Some(k), Some(v), 1).unwrap();
     }
     assert_eq!(
         ALLOCS.load(Ordering::Relaxed) - before,
@@ -103,7 +111,7 @@ fn hot_path_allocates_nothing_and_a_flow_costs_under_100_bytes() {
     // New flows into the full table: batch evictions, still no allocation.
     let before = ALLOCS.load(Ordering::Relaxed);
     for (k, v) in &records[MAX as usize..] {
-        agg.record(Some(k), Some(v), 2).unwrap();
+        agg.record(0, Some(k), Some(v), 2).unwrap();
     }
     assert_eq!(
         ALLOCS.load(Ordering::Relaxed) - before,
@@ -111,13 +119,10 @@ fn hot_path_allocates_nothing_and_a_flow_costs_under_100_bytes() {
         "allocations for new flows"
     );
     assert_eq!(
-        agg.flows.len() as u64
-            + agg
-                .flows
-                .evicted(netstream_processor::table::EvictReason::Capacity),
+        flows(&agg).flows_len() as u64 + flows(&agg).evicted(EvictReason::Capacity),
         2 * u64::from(MAX)
     );
-    assert!(agg.flows.len() <= MAX as usize);
+    assert!(flows(&agg).flows_len() <= MAX as usize);
 
     // Transient heap of one /metrics render at 100k flows (for sizing memory limits).
     let shared = std::sync::Arc::new(netstream_processor::state::Shared::new(agg));
@@ -170,11 +175,15 @@ fn hot_path_allocates_nothing_and_a_flow_costs_under_100_bytes() {
         &EnrichmentOptions::default(),
         std::sync::Arc::new(SourceStats::default()),
     );
-    let mut agg = Aggregate::new(MAX as usize, 300).with_enrichment(enrichment);
+    let mut setup = Setup::new(MAX as usize, 300);
+    setup.enrichment = Some(enrichment);
+    let mut agg = Engine::build(&["flows", "workloads"], setup).unwrap();
     for (k, v) in &records[..MAX as usize] {
-        agg.record(Some(k), Some(v), 0).unwrap();
+        agg.record(0, Some(k), Some(v), 0).unwrap();
     }
-    let series = agg.enrichment.as_ref().map(|e| e.series.len());
+    let series = agg
+        .analysis::<Workloads>()
+        .map(|w| w.enrichment.series.len());
     assert_eq!(
         series,
         Some(11),
@@ -182,7 +191,7 @@ fn hot_path_allocates_nothing_and_a_flow_costs_under_100_bytes() {
     );
     let before = ALLOCS.load(Ordering::Relaxed);
     for (k, v) in &records[..MAX as usize] {
-        agg.record(Some(k), Some(v), 1).unwrap();
+        agg.record(0, Some(k), Some(v), 1).unwrap();
     }
     assert_eq!(
         ALLOCS.load(Ordering::Relaxed) - before,

@@ -42,6 +42,7 @@ fn help_documents_every_flag() {
         "--max-workload-series",
         "--flow-pod-labels",
         "--enrichment-sync-timeout",
+        "--analyses",
         "NETSTREAM_BROKERS",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
@@ -51,6 +52,43 @@ fn help_documents_every_flag() {
 #[test]
 fn start_errors_name_the_fix() {
     let base = ["--group", "g", "--metrics-addr", "127.0.0.1:0"];
+    // Analyses: checked before anything connects.
+    for (analyses, extra, needle) in [
+        (
+            "flows,dns",
+            &[][..],
+            "unknown analysis \"dns\" in --analyses; known: flows, workloads, branch",
+        ),
+        (
+            "workloads",
+            &[][..],
+            "the workloads analysis needs flows: add flows to --analyses",
+        ),
+        (
+            "flows,workloads",
+            &[][..],
+            "the workloads analysis needs enrichment",
+        ),
+        (
+            "flows,branch",
+            &[][..],
+            "the branch analysis needs --branch-topic-prefix",
+        ),
+        (
+            "flows",
+            &["--branch-topic-prefix", "b"][..],
+            "branch is not in --analyses",
+        ),
+    ] {
+        let (code, out) = run(&[
+            &base[..],
+            &["--brokers", "127.0.0.1:1", "--analyses", analyses],
+            extra,
+        ]
+        .concat());
+        assert_eq!(code, 2, "{analyses}: {out}");
+        assert!(out.contains(needle), "{analyses}: {out}");
+    }
     let (code, out) = run(&[
         &base[..],
         &["--brokers", "127.0.0.1:1", "--connect-timeout", "1s"],

@@ -6,5 +6,6 @@ pub mod http;
 pub mod kafka_config;
 pub mod kafka_log;
 pub mod logging;
+pub mod metrics;
 pub mod ratelimit;
 pub mod signal;

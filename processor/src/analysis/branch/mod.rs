@@ -1,11 +1,15 @@
-//! Branch per protocol: with `--branch-topic-prefix P`, every valid record is also produced,
-//! unchanged and with the same key, to `P.tcp`, `P.udp` or `P.other`.
+//! `branch`: per-protocol topics. With `--branch-topic-prefix P`, every valid record is also
+//! produced, unchanged and with the same key, to `P.tcp`, `P.udp` or `P.other`.
 //!
 //! At-least-once carries over: the consumer flushes this producer before it commits offsets
 //! (periodically and on partition revocation), so a committed record has been acknowledged on
 //! its branch topic. Records the broker refuses for good are counted
 //! (`netstream_processor_branch_records_total{result="failed"}`) and logged, not retried
 //! forever.
+//!
+//! A full producer queue holds the consumer (under the engine's lock) until librdkafka takes
+//! the record: backpressure to the topic, not loss; a stopping process gives up and leaves the
+//! record's offset uncommitted ([`Verdict::Stop`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,8 +26,25 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 
-use crate::state::Shared;
+use crate::analysis::{Analysis, Families, Flush, Packet, Snapshots, Verdict};
 use netstream_runtime::kafka_log::KafkaLog;
+use netstream_runtime::metrics::FamilyDef;
+use std::sync::atomic::AtomicU64;
+
+pub const BRANCH_RECORDS: &str = "netstream_processor_branch_records_total";
+
+const BRANCH_RECORDS_DEF: FamilyDef = FamilyDef::counter(
+    BRANCH_RECORDS,
+    "Records produced to the per-protocol branch topics, by delivery result.",
+    &["result"],
+);
+
+/// Delivery results, counted by the producer's callback.
+#[derive(Debug, Default)]
+pub struct BranchStats {
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+}
 
 /// The branch a record goes to: 0 = tcp, 1 = udp, 2 = other (including non-IP and unparsed).
 pub fn branch_of(key: &FlowKey) -> usize {
@@ -44,7 +65,7 @@ pub fn topics(prefix: &str) -> [String; 3] {
 }
 
 pub struct BranchContext {
-    shared: Arc<Shared>,
+    stats: Arc<BranchStats>,
     failed_log: RateLimit,
     log: KafkaLog,
 }
@@ -62,13 +83,13 @@ impl ProducerContext for BranchContext {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        let stats = &self.shared.stats;
+        let stats = &self.stats;
         match result {
             Ok(_) => {
-                stats.branch_delivered.fetch_add(1, Ordering::Relaxed);
+                stats.delivered.fetch_add(1, Ordering::Relaxed);
             }
             Err((error, _)) => {
-                stats.branch_failed.fetch_add(1, Ordering::Relaxed);
+                stats.failed.fetch_add(1, Ordering::Relaxed);
                 warn_limited!(self.failed_log, %error, "record not delivered to its branch topic (counted)");
             }
         }
@@ -80,6 +101,7 @@ pub struct Branch {
     producer: ThreadedProducer<BranchContext>,
     topics: [String; 3],
     refused_log: RateLimit,
+    pub stats: Arc<BranchStats>,
 }
 
 /// Why a record could not be handed to the branch producer.
@@ -97,7 +119,6 @@ impl Branch {
         brokers: &str,
         prefix: &str,
         user: &[(String, String)],
-        shared: Arc<Shared>,
         timeout: Duration,
     ) -> anyhow::Result<Branch> {
         let defaults = [
@@ -116,9 +137,9 @@ impl Branch {
         for (k, v) in &config {
             cc.set(k, v);
         }
-        shared.stats.branch_enabled.store(true, Ordering::Relaxed);
+        let stats = Arc::new(BranchStats::default());
         let ctx = BranchContext {
-            shared,
+            stats: stats.clone(),
             failed_log: RateLimit::default(),
             log: KafkaLog::default(),
         };
@@ -149,6 +170,7 @@ impl Branch {
             producer,
             topics,
             refused_log: RateLimit::default(),
+            stats,
         })
     }
 
@@ -186,6 +208,73 @@ impl Branch {
 
     pub fn in_flight(&self) -> i32 {
         self.producer.in_flight_count()
+    }
+}
+
+impl Flush for Branch {
+    fn flush(&self, timeout: Duration) -> Result<(), String> {
+        Branch::flush(self, timeout).map_err(|e| format!("branch producer: {e}"))
+    }
+
+    fn in_flight(&self) -> i64 {
+        i64::from(Branch::in_flight(self))
+    }
+}
+
+/// The `branch` analysis: stateless, every valid record to its branch topic.
+pub struct BranchAnalysis {
+    branch: Arc<Branch>,
+    /// The process is stopping: give up waiting for a full queue.
+    stop: Arc<AtomicBool>,
+}
+
+impl BranchAnalysis {
+    pub fn new(branch: Arc<Branch>, stop: Arc<AtomicBool>) -> Self {
+        BranchAnalysis { branch, stop }
+    }
+}
+
+/// `(delivered, failed)` so far.
+#[derive(Debug, Default)]
+pub struct BranchSnapshot(pub u64, pub u64);
+
+impl Analysis for BranchAnalysis {
+    const NAME: &'static str = "branch";
+    type Shard = ();
+    type Snapshot = BranchSnapshot;
+
+    fn shard(&mut self, _partition: i32) {}
+
+    fn packet(&mut self, _: &mut (), pkt: &Packet<'_>) -> Verdict {
+        match self
+            .branch
+            .send(&pkt.key, pkt.raw_key, pkt.raw_value, &self.stop)
+        {
+            // Refused for good: counted and logged by `send`; the record is not retried.
+            Ok(()) | Err(BranchError::Refused(_)) => Verdict::Continue,
+            // Not handed over: leave its offset uncommitted.
+            Err(BranchError::Stopped) => Verdict::Stop,
+        }
+    }
+
+    fn flusher(&self) -> Option<Arc<dyn Flush>> {
+        Some(self.branch.clone())
+    }
+
+    fn snapshot(&self, _: &[()], _: &Snapshots, into: &mut BranchSnapshot) {
+        let s = &self.branch.stats;
+        *into = BranchSnapshot(
+            s.delivered.load(Ordering::Relaxed),
+            s.failed.load(Ordering::Relaxed),
+        );
+    }
+
+    fn families(snap: &BranchSnapshot, _: &Snapshots, out: &mut Families) {
+        out.push(BRANCH_RECORDS_DEF.by(&[("delivered", snap.0), ("failed", snap.1)]));
+    }
+
+    fn defs(&self) -> Vec<FamilyDef> {
+        vec![BRANCH_RECORDS_DEF]
     }
 }
 

@@ -53,10 +53,6 @@ pub struct FlowEntry {
     /// Processor tick of the last update (for idle and capacity eviction).
     touched: u32,
     flags: u8,
-    /// Kafka partition the flow's records come from (one per flow: records are keyed by it),
-    /// so a revoked partition's flows can be dropped. Partitions past `u16::MAX - 1` share
-    /// `u16::MAX` (dropped together).
-    partition: u16,
 }
 
 // The memory budget per flow depends on this staying at 80 bytes.
@@ -126,12 +122,6 @@ impl EvictReason {
             EvictReason::Revoked => "revoked",
         }
     }
-}
-
-/// The `partition` of a [`FlowEntry`].
-#[inline]
-pub fn partition_slot(partition: i32) -> u16 {
-    u16::try_from(partition).unwrap_or(u16::MAX)
 }
 
 /// Bounded table of IP flows.
@@ -212,18 +202,6 @@ impl FlowTable {
     /// the key is the flow's initiator (what the enrichment needs to tell src from dst).
     #[inline]
     pub fn update(&mut self, key: &FlowKey, meta: &PacketMeta, now: u32) -> bool {
-        self.update_in(key, meta, now, 0)
-    }
-
-    /// [`update`](Self::update) for a record of Kafka `partition` (see [`partition_slot`]).
-    #[inline]
-    pub fn update_in(
-        &mut self,
-        key: &FlowKey,
-        meta: &PacketMeta,
-        now: u32,
-        partition: u16,
-    ) -> bool {
         let hash = self.hasher.hash_one(key);
         let entries = &mut self.entries;
         if let Some(&i) = self.index.find(hash, |&i| entries[i as usize].key == *key) {
@@ -233,24 +211,16 @@ impl FlowTable {
             e.first_ns = e.first_ns.min(meta.ts_ns);
             e.last_ns = e.last_ns.max(meta.ts_ns);
             e.touched = now;
-            e.partition = partition;
             return e.flags & FLAG_INITIATOR_B != 0;
         }
         if self.entries.len() >= self.max_flows {
             self.make_room(now);
         }
-        self.insert_new(hash, key, meta, now, partition)
+        self.insert_new(hash, key, meta, now)
     }
 
     #[cold]
-    fn insert_new(
-        &mut self,
-        hash: u64,
-        key: &FlowKey,
-        meta: &PacketMeta,
-        now: u32,
-        partition: u16,
-    ) -> bool {
+    fn insert_new(&mut self, hash: u64, key: &FlowKey, meta: &PacketMeta, now: u32) -> bool {
         let sender_is_b = meta.direction == Direction::BToA;
         let flags = if sender_is_b { FLAG_INITIATOR_B } else { 0 }
             | if meta.tcp_syn { FLAG_BY_SYN } else { 0 };
@@ -279,7 +249,6 @@ impl FlowTable {
             last_ns: meta.ts_ns,
             touched: now,
             flags,
-            partition,
         });
         let entries = &self.entries;
         let hasher = &self.hasher;
@@ -315,16 +284,26 @@ impl FlowTable {
         removed
     }
 
-    /// Removes every flow of the given partitions (revoked: another processor counts them
-    /// from now on, and keeping them would serve stale flows until they idle out). Returns how
-    /// many were removed.
-    pub fn remove_partitions(&mut self, partitions: &[u16]) -> usize {
-        if partitions.is_empty() {
-            return 0;
+    /// Changes the bound to `max_flows` (clamped like [`new`](Self::new)): a table that holds
+    /// more evicts down to it (idle flows first, then the least recently updated, counted as
+    /// capacity evictions) and gives the memory back. The engine splits `--max-flows` over the
+    /// partitions' tables when the assignment changes.
+    pub fn set_max_flows(&mut self, max_flows: usize, now: u32) {
+        self.max_flows = max_flows.clamp(1, MAX_FLOWS_LIMIT);
+        if self.entries.len() > self.max_flows {
+            self.evict_idle(now);
         }
-        let removed = self.remove_where(usize::MAX, |e| partitions.contains(&e.partition));
-        self.evicted[EvictReason::Revoked as usize] += removed as u64;
-        removed
+        if self.entries.len() > self.max_flows {
+            self.evict_oldest(now, self.entries.len() - self.max_flows);
+        }
+        if self.entries.capacity() > self.max_flows {
+            self.entries.shrink_to(self.max_flows);
+            let entries = &self.entries;
+            let hasher = &self.hasher;
+            self.index.shrink_to(2 * self.max_flows, |&i| {
+                hasher.hash_one(entries[i as usize].key)
+            });
+        }
     }
 
     /// Removes up to `limit` entries matching `pred`, scanning from the front; returns the count.
@@ -349,7 +328,11 @@ impl FlowTable {
         if self.evict_idle(now) > 0 && self.entries.len() < self.max_flows {
             return;
         }
-        let batch = (self.max_flows / 64).max(1);
+        self.evict_oldest(now, (self.max_flows / 64).max(1));
+    }
+
+    /// Evicts the `batch` least recently updated flows in one pass (capacity evictions).
+    fn evict_oldest(&mut self, now: u32, batch: usize) {
         // Age histogram in ticks, oldest first; the last bucket collects everything newer.
         let oldest = self
             .entries
@@ -641,6 +624,35 @@ mod tests {
         for e in t.entries() {
             assert_eq!(t.get(&e.key), Some(e));
         }
+    }
+
+    #[test]
+    fn a_smaller_bound_evicts_down_to_it() {
+        let mut t = FlowTable::new(1000, 10);
+        for i in 0..1000 {
+            t.update(&flow(i), &meta(Direction::AToB, false, 1, 0), 100 + i / 100);
+        }
+        // Ticks 100..=109; at 115, flows of ticks 100..=105 (600) are idle.
+        t.set_max_flows(300, 115);
+        assert_eq!(t.len(), 300);
+        assert_eq!(t.evicted(EvictReason::Idle), 600);
+        assert_eq!(t.evicted(EvictReason::Capacity), 100);
+        // The newest stay, every survivor is reachable, and the memory shrank.
+        assert!(t.entries().iter().all(|e| e.touched >= 107));
+        for e in t.entries() {
+            assert_eq!(t.get(&e.key), Some(e));
+        }
+        assert!(
+            t.heap_bytes() < 300 * 80 + 1024 * 5 + 64,
+            "{}",
+            t.heap_bytes()
+        );
+        // A larger bound lets it grow again.
+        t.set_max_flows(2000, 115);
+        for i in 5000..6000 {
+            t.update(&flow(i), &meta(Direction::AToB, false, 1, 0), 115);
+        }
+        assert_eq!(t.len(), 1300);
     }
 
     #[test]

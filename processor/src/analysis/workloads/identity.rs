@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use netstream_enrich::file::{FileError, IdentityFile};
 use netstream_enrich::{IdentityIndex, IndexConfig, Sink, SourceStats, SubnetLabel, Update};
 
+use super::Workloads;
 use crate::state::Shared;
 
 /// The index configuration for the flags.
@@ -37,12 +38,12 @@ pub fn load_file(path: &Path, cfg: IndexConfig) -> Result<IdentityIndex, FileErr
     Ok(index)
 }
 
-/// Where a source's updates go: applied to the index under the aggregate's lock (a no-op if
-/// enrichment is off).
+/// Where a source's updates go: applied to the index under the engine's lock (a no-op if
+/// `workloads` is off).
 pub fn sink(shared: Arc<Shared>) -> Sink {
     Arc::new(move |update: Update| {
-        if let Some(e) = shared.lock().enrichment.as_mut() {
-            e.index.apply(update);
+        if let Some(w) = shared.lock().analysis_mut::<Workloads>() {
+            w.enrichment.index.apply(update);
         }
     })
 }
@@ -121,17 +122,20 @@ mod tests {
 
     #[test]
     fn the_sink_applies_updates_to_the_shared_index() {
-        use crate::enrichment::{Enrichment, EnrichmentOptions};
-        use crate::record::Aggregate;
+        use super::super::enrichment::{Enrichment, EnrichmentOptions};
+        use crate::analysis::Host;
+        use crate::analysis::flows::Flows;
+        use crate::engine::Engine;
         use netstream_enrich::{Member, MemberKind, Workload, WorkloadKind};
         let enrichment = Enrichment::new(
             IdentityIndex::new(IndexConfig::default()),
             &EnrichmentOptions::default(),
             Arc::new(SourceStats::default()),
         );
-        let shared = Arc::new(Shared::new(
-            Aggregate::new(10, 0).with_enrichment(enrichment),
-        ));
+        let shared = Arc::new(Shared::new(Engine::new(vec![
+            Box::new(Host::new(Flows::new(10, 0))),
+            Box::new(Host::new(Workloads::new(enrichment))),
+        ])));
         let sink = sink(shared.clone());
         sink(Update::Upsert(Member {
             uid: "u1".into(),
@@ -145,17 +149,19 @@ mod tests {
             until_ns: None,
             seen_ns: 0,
         }));
-        let agg = shared.lock();
-        let e = agg.enrichment.as_ref().unwrap();
+        let engine = shared.lock();
+        let e = &engine.analysis::<Workloads>().unwrap().enrichment;
         let r = e.index.resolve("10.0.0.1".parse().unwrap(), 5);
         assert_eq!(e.labels(r.workload), ("a", "web", "deployment"));
         // With enrichment off the sink is a no-op.
-        let off = Arc::new(Shared::new(Aggregate::new(10, 0)));
+        let off = Arc::new(Shared::new(Engine::new(vec![Box::new(Host::new(
+            Flows::new(10, 0),
+        ))])));
         super::sink(off.clone())(Update::Remove {
             uid: "u1".into(),
             at_ns: 1,
         });
-        assert!(off.lock().enrichment.is_none());
+        assert!(off.lock().analysis::<Workloads>().is_none());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Kubernetes enrichment in the processor: the identity index (address + capture time ->
 //! pod, workload, service, node, subnet or `external`) and the workload table, kept in the
-//! [`crate::record::Aggregate`] behind its lock, so the count path resolves without another lock
+//! `workloads` analysis behind the engine's lock, so the count path resolves without another lock
 //! and an identity source applies its updates under the same one.
 //!
 //! Count path (IP flows only, after the flow table update told us the initiator): two index
@@ -16,8 +16,8 @@ use netstream_enrich::{
 };
 use netstream_wire::{FlowKey, KeyKind, PacketMeta};
 
+use super::table::{RemoveReason, SeriesKey, WorkloadTable};
 use crate::clock::Clock;
-use crate::workload::{RemoveReason, SeriesKey, WorkloadTable};
 
 /// The labels of one resolved identity: `(namespace, workload, kind)`.
 pub type IdentityLabels<'a> = (&'a str, &'a str, &'static str);
