@@ -5,7 +5,9 @@
 //! records flow) and dropped whole when the partition is revoked. Shards live in the same slot
 //! in every analysis, so the per-record lookup is one indexed load (`slot_of`), not a hash.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
+
+use etherparse::LaxSlicedPacket;
 
 use netstream_wire::{FlowKey, NameCheck, PacketMeta};
 
@@ -35,6 +37,19 @@ pub struct Packet<'a> {
     /// Whether endpoint B of the key initiated the flow, once an analysis (`flows`) knows it;
     /// later analyses read it (the workload labels tell src from dst by it).
     pub initiator_is_b: Cell<Option<bool>>,
+    /// The frame's headers, dissected on the first [`dissect`](Self::dissect).
+    dissected: OnceCell<Option<LaxSlicedPacket<'a>>>,
+}
+
+impl<'a> Packet<'a> {
+    /// The frame's L2-L4 headers and payload (zero-copy), dissected once however many analyses
+    /// ask; `None` when the link layer cannot be read. See [`crate::dissect`].
+    #[inline]
+    pub fn dissect(&self) -> Option<&LaxSlicedPacket<'a>> {
+        self.dissected
+            .get_or_init(|| crate::dissect::dissect(self.meta.link_type, self.frame))
+            .as_ref()
+    }
 }
 
 /// Every enabled analysis, their shards, and the record counters that are not any analysis'.
@@ -174,6 +189,7 @@ impl Engine {
             raw_value: value.unwrap_or_default(),
             now,
             initiator_is_b: Cell::new(None),
+            dissected: OnceCell::new(),
         };
         for h in &mut self.hosts {
             if h.packet(slot, &pkt) == Verdict::Stop {
@@ -379,6 +395,70 @@ mod tests {
         labels.sort_unstable();
         labels.dedup();
         assert_eq!(labels.len(), InvalidReason::ALL.len());
+    }
+
+    /// Two analyses read the same dissection (parsed once, by the first that asks).
+    #[test]
+    fn analyses_share_one_dissection() {
+        use crate::analysis::{Families, Snapshots};
+        use etherparse::{PacketBuilder, TransportSlice};
+        /// `(payload length, payload address)` of each TCP packet seen.
+        type Seen = std::sync::Arc<std::sync::Mutex<Vec<(usize, usize)>>>;
+        struct Tcp {
+            seen: Seen,
+        }
+        impl Analysis for Tcp {
+            const NAME: &'static str = "tcp-test";
+            type Shard = ();
+            type Snapshot = ();
+            fn shard(&mut self, _: i32) {}
+            fn packet(&mut self, _: &mut (), pkt: &Packet<'_>) -> Verdict {
+                if let Some(Some(TransportSlice::Tcp(t))) = pkt.dissect().map(|d| &d.transport) {
+                    let p = t.payload();
+                    self.seen
+                        .lock()
+                        .unwrap()
+                        .push((p.len(), p.as_ptr() as usize));
+                }
+                Verdict::Continue
+            }
+            fn snapshot(&self, _: &[()], _: &Snapshots, _: &mut ()) {}
+            fn families(_: &(), _: &Snapshots, _: &mut Families) {}
+            fn defs(&self) -> Vec<FamilyDef> {
+                Vec::new()
+            }
+        }
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut engine = Engine::new(vec![
+            Box::new(Host::new(Tcp { seen: seen.clone() })),
+            Box::new(Host::new(Tcp { seen: seen.clone() })),
+        ]);
+        let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 443, 1, 100)
+            .write(&mut frame, b"GET / HTTP/1.1\r\n")
+            .unwrap();
+        let (k, d) = FlowKey::new(
+            KeyKind::Ipv4,
+            6,
+            Endpoint::v4([10, 0, 0, 1], 40000),
+            Endpoint::v4([10, 0, 0, 2], 443),
+        );
+        let meta = PacketMeta {
+            direction: d,
+            tcp_syn: false,
+            link_type: 1,
+            wire_len: frame.len() as u32,
+            ts_ns: 1,
+        };
+        let v = ValueEncoder::new("n", "i").encode(&meta, &frame).to_vec();
+        engine.record(0, Some(&k.to_vec()), Some(&v), 0).unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].0, 16, "the payload, zero-copy from the record");
+        assert_eq!(seen[0], seen[1], "the same slice of the same record");
+        let start = v.as_ptr() as usize;
+        assert!((start..start + v.len()).contains(&seen[0].1));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!
 //! - [`cli`]: flags (and `NETSTREAM_<FLAG>` environment).
 //! - [`decode`]: a record's key and value decoded, or why it is invalid.
+//! - [`dissect`]: a frame's L2-L4 headers, on demand, once per packet.
 //! - [`engine`]: decodes each record once and hands the packet to every enabled analysis, one
 //!   shard per assigned partition.
 //! - [`analysis`]: the [`analysis::Analysis`] trait and the analyses, one folder each, listed in
@@ -22,5 +23,6 @@ pub mod clock;
 pub mod collector;
 pub mod consume;
 pub mod decode;
+pub mod dissect;
 pub mod engine;
 pub mod state;
