@@ -1,8 +1,31 @@
-//! Prometheus metrics of the operator itself.
+//! Prometheus metrics of the operator itself, defined as `FamilyDef`s like every netstream
+//! binary's.
 
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use netstream_runtime::metrics::FamilyDef;
+use prometheus::{HistogramVec, IntCounterVec, IntGauge, Registry};
+
+const RECONCILIATIONS: FamilyDef = FamilyDef::counter(
+    "netstream_operator_reconciliations_total",
+    "Reconcile passes started",
+    &["controller"],
+);
+const FAILURES: FamilyDef = FamilyDef::counter(
+    "netstream_operator_reconcile_failures_total",
+    "Reconcile passes that failed (API errors) or were blocked by a spec problem, by reason",
+    &["controller", "reason"],
+);
+const DURATION: FamilyDef = FamilyDef::histogram(
+    "netstream_operator_reconcile_duration_seconds",
+    "Duration of reconcile passes",
+    &["controller"],
+);
+const LEADER: FamilyDef = FamilyDef::gauge(
+    "netstream_operator_leader",
+    "1 while this replica is the leader",
+    &[],
+);
 
 /// Operator metrics, registered in their own registry.
 #[derive(Clone)]
@@ -21,46 +44,15 @@ impl Metrics {
     /// which the unit test rules out.
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let reconciliations = IntCounterVec::new(
-            Opts::new(
-                "netstream_operator_reconciliations_total",
-                "Reconcile passes started",
-            ),
-            &["controller"],
-        )?;
-        let failures = IntCounterVec::new(
-            Opts::new(
-                "netstream_operator_reconcile_failures_total",
-                "Reconcile passes that failed (API errors) or were blocked by a spec problem, by reason",
-            ),
-            &["controller", "reason"],
-        )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "netstream_operator_reconcile_duration_seconds",
-                "Duration of reconcile passes",
-            )
-            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-            &["controller"],
-        )?;
-        let leader = IntGauge::new(
-            "netstream_operator_leader",
-            "1 while this replica is the leader",
-        )?;
-        for c in [
-            Box::new(reconciliations.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(failures.clone()),
-            Box::new(duration.clone()),
-            Box::new(leader.clone()),
-        ] {
-            registry.register(c)?;
-        }
         Ok(Self {
+            reconciliations: RECONCILIATIONS.register_counter_vec(&registry)?,
+            failures: FAILURES.register_counter_vec(&registry)?,
+            duration: DURATION.register_histogram_vec(
+                &registry,
+                vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+            )?,
+            leader: LEADER.register_gauge(&registry)?,
             registry,
-            reconciliations,
-            failures,
-            duration,
-            leader,
         })
     }
 

@@ -1,7 +1,9 @@
-//! The probe's Prometheus metrics. Names are an API (DESIGN.md); label lookups happen once per
+//! The probe's Prometheus metrics, defined as `FamilyDef`s like every netstream binary's.
+//! Names are an API (DESIGN.md); label lookups happen once per
 //! interface at start, so the capture loop only bumps atomics.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use netstream_runtime::metrics::FamilyDef;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
 
 /// Why a packet was captured but not delivered to Kafka (the `reason` label).
 pub const DROP_KERNEL: &str = "kernel";
@@ -34,63 +36,61 @@ pub struct InterfaceCounters {
     pub drop_produce_error: IntCounter,
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let v = IntCounterVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
-    r.register(Box::new(v.clone()))
-        .unwrap_or_else(|e| panic!("metric {name} registered twice: {e}"));
-    v
+const CAPTURED: FamilyDef = FamilyDef::counter(
+    "netstream_probe_packets_captured_total",
+    "Packets read from the interface (or file) by the probe.",
+    &["interface"],
+);
+const BYTES: FamilyDef = FamilyDef::counter(
+    "netstream_probe_bytes_captured_total",
+    "Bytes captured, counted by wire length (frames may be cut short by snaplen).",
+    &["interface"],
+);
+const DROPPED: FamilyDef = FamilyDef::counter(
+    "netstream_probe_packets_dropped_total",
+    "Packets lost before reaching Kafka, by reason: kernel (capture buffer full), interface (NIC/driver), queue_full (local producer queue full), produce_error (broker did not accept).",
+    &["interface", "reason"],
+);
+const PRODUCED: FamilyDef = FamilyDef::counter(
+    "netstream_probe_records_produced_total",
+    "Records handed to the Kafka producer.",
+    &["interface"],
+);
+const UNPARSED: FamilyDef = FamilyDef::counter(
+    "netstream_probe_packets_unparsed_total",
+    "Frames that could not be parsed to a flow (still produced, with the unparsed key).",
+    &["interface"],
+);
+const DELIVERED: FamilyDef = FamilyDef::counter(
+    "netstream_probe_records_delivered_total",
+    "Records acknowledged by the Kafka broker.",
+    &[],
+);
+const QUEUE_DEPTH: FamilyDef = FamilyDef::gauge(
+    "netstream_probe_producer_queue_records",
+    "Records waiting in the local producer queue or in flight to the broker.",
+    &[],
+);
+
+/// The definitions are static and their names distinct (the unit test registers them all), so
+/// a failure here is a bug in this file, not bad input.
+fn static_def<T>(def: &FamilyDef, r: Result<T, prometheus::Error>) -> T {
+    r.unwrap_or_else(|e| panic!("metric {} is malformed or registered twice: {e}", def.name))
 }
 
 impl ProbeMetrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let captured = counter_vec(
-            &registry,
-            "netstream_probe_packets_captured_total",
-            "Packets read from the interface (or file) by the probe.",
-            &["interface"],
+        let vec = |def: &FamilyDef| static_def(def, def.register_counter_vec(&registry));
+        let (captured, bytes, dropped, produced, unparsed) = (
+            vec(&CAPTURED),
+            vec(&BYTES),
+            vec(&DROPPED),
+            vec(&PRODUCED),
+            vec(&UNPARSED),
         );
-        let bytes = counter_vec(
-            &registry,
-            "netstream_probe_bytes_captured_total",
-            "Bytes captured, counted by wire length (frames may be cut short by snaplen).",
-            &["interface"],
-        );
-        let dropped = counter_vec(
-            &registry,
-            "netstream_probe_packets_dropped_total",
-            "Packets lost before reaching Kafka, by reason: kernel (capture buffer full), interface (NIC/driver), queue_full (local producer queue full), produce_error (broker did not accept).",
-            &["interface", "reason"],
-        );
-        let produced = counter_vec(
-            &registry,
-            "netstream_probe_records_produced_total",
-            "Records handed to the Kafka producer.",
-            &["interface"],
-        );
-        let unparsed = counter_vec(
-            &registry,
-            "netstream_probe_packets_unparsed_total",
-            "Frames that could not be parsed to a flow (still produced, with the unparsed key).",
-            &["interface"],
-        );
-        let delivered = IntCounter::new(
-            "netstream_probe_records_delivered_total",
-            "Records acknowledged by the Kafka broker.",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        registry
-            .register(Box::new(delivered.clone()))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let queue_depth = IntGauge::new(
-            "netstream_probe_producer_queue_records",
-            "Records waiting in the local producer queue or in flight to the broker.",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        registry
-            .register(Box::new(queue_depth.clone()))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let delivered = static_def(&DELIVERED, DELIVERED.register_counter(&registry));
+        let queue_depth = static_def(&QUEUE_DEPTH, QUEUE_DEPTH.register_gauge(&registry));
         ProbeMetrics {
             registry,
             captured,
@@ -121,5 +121,34 @@ impl ProbeMetrics {
 impl Default for ProbeMetrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_registers_and_renders_per_interface() {
+        let m = ProbeMetrics::new();
+        let eth0 = m.interface("eth0");
+        eth0.captured.inc();
+        eth0.bytes.inc_by(60);
+        eth0.drop_queue_full.inc();
+        m.delivered.inc();
+        m.queue_depth.set(2);
+        let text = netstream_runtime::http::render(&m.registry).unwrap();
+        for line in [
+            r#"netstream_probe_packets_captured_total{interface="eth0"} 1"#,
+            r#"netstream_probe_bytes_captured_total{interface="eth0"} 60"#,
+            r#"netstream_probe_packets_dropped_total{interface="eth0",reason="queue_full"} 1"#,
+            r#"netstream_probe_packets_dropped_total{interface="eth0",reason="kernel"} 0"#,
+            r#"netstream_probe_records_produced_total{interface="eth0"} 0"#,
+            r#"netstream_probe_packets_unparsed_total{interface="eth0"} 0"#,
+            "netstream_probe_records_delivered_total 1",
+            "netstream_probe_producer_queue_records 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
     }
 }

@@ -5,12 +5,19 @@
 //! (at 100k flows ~4x faster). Values and labels that are written per sample by hand (the
 //! processor's per-flow families) use [`escape_into`], [`write_uint`] and [`write_value`], so
 //! the bytes stay the same.
+//!
+//! Binaries that count as they go (the probe, the operator) register live metrics made from
+//! the same definitions ([`FamilyDef::register_counter_vec`] and friends); the processor,
+//! whose series come from tables, renders snapshots at scrape time.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use prometheus::core::Desc;
+use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 /// A metric family's definition: its name is an API (dashboards and PromQL use it).
 #[derive(Clone, Copy, Debug)]
@@ -46,6 +53,47 @@ impl FamilyDef {
             kind: MetricType::GAUGE,
             labels,
         }
+    }
+
+    pub const fn histogram(
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> FamilyDef {
+        FamilyDef {
+            name,
+            help,
+            kind: MetricType::HISTOGRAM,
+            labels,
+        }
+    }
+
+    /// A live counter family with this definition, registered in `r`.
+    pub fn register_counter_vec(&self, r: &Registry) -> Result<IntCounterVec, prometheus::Error> {
+        register(
+            r,
+            IntCounterVec::new(Opts::new(self.name, self.help), self.labels)?,
+        )
+    }
+
+    /// A live unlabelled counter, registered in `r`.
+    pub fn register_counter(&self, r: &Registry) -> Result<IntCounter, prometheus::Error> {
+        register(r, IntCounter::new(self.name, self.help)?)
+    }
+
+    /// A live unlabelled gauge, registered in `r`.
+    pub fn register_gauge(&self, r: &Registry) -> Result<IntGauge, prometheus::Error> {
+        register(r, IntGauge::new(self.name, self.help)?)
+    }
+
+    /// A live histogram family with `buckets`, registered in `r`.
+    pub fn register_histogram_vec(
+        &self,
+        r: &Registry,
+        buckets: Vec<f64>,
+    ) -> Result<HistogramVec, prometheus::Error> {
+        let opts = HistogramOpts::new(self.name, self.help).buckets(buckets);
+        register(r, HistogramVec::new(opts, self.labels)?)
     }
 
     /// The same family with other label names (e.g. per-flow series with identity labels).
@@ -93,6 +141,11 @@ impl FamilyDef {
                 .collect(),
         )
     }
+}
+
+fn register<C: Collector + Clone + 'static>(r: &Registry, c: C) -> Result<C, prometheus::Error> {
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
 }
 
 /// A label pair.
@@ -275,6 +328,34 @@ mod tests {
         let mut header = String::new();
         write_header(&X, &mut header);
         assert!(ours.starts_with(&header), "{header}");
+    }
+
+    #[test]
+    fn live_metrics_from_definitions() {
+        const C: FamilyDef = FamilyDef::counter("c_total", "C.", &["k"]);
+        const H: FamilyDef = FamilyDef::histogram("h_seconds", "H.", &["k"]);
+        let r = Registry::new();
+        C.register_counter_vec(&r)
+            .unwrap()
+            .with_label_values(&["a"])
+            .inc();
+        H.register_histogram_vec(&r, vec![0.1, 1.0])
+            .unwrap()
+            .with_label_values(&["a"])
+            .observe(0.5);
+        FamilyDef::gauge("g", "G.", &[])
+            .register_gauge(&r)
+            .unwrap()
+            .set(3);
+        let text = crate::http::render(&r).unwrap();
+        assert!(text.contains("c_total{k=\"a\"} 1"), "{text}");
+        assert!(
+            text.contains("h_seconds_bucket{k=\"a\",le=\"1\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("g 3"), "{text}");
+        // A name registered twice is an error, not a second family.
+        assert!(C.register_counter_vec(&r).is_err());
     }
 
     #[test]
