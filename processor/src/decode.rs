@@ -97,6 +97,7 @@ pub enum InvalidDetail {
 
 /// Decodes a record's key and value (the metadata and frame; the names only checked), or
 /// names what is wrong with it.
+#[inline]
 pub fn decode<'a>(
     key: Option<&[u8]>,
     value: Option<&'a [u8]>,
