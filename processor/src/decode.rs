@@ -97,7 +97,7 @@ pub enum InvalidDetail {
 
 /// Decodes a record's key and value (the metadata and frame; the names only checked), or
 /// names what is wrong with it.
-#[inline]
+#[inline(always)]
 pub fn decode<'a>(
     key: Option<&[u8]>,
     value: Option<&'a [u8]>,
