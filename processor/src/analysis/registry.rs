@@ -105,12 +105,10 @@ fn host<A: Analysis>(a: A) -> Box<dyn Hosted> {
 }
 
 fn label_mode(s: &Setup) -> super::flows::FlowLabelMode {
-    use super::flows::FlowLabelMode;
-    match &s.enrichment {
-        None => FlowLabelMode::Plain,
-        Some(e) if e.flow_pod_labels => FlowLabelMode::Pods,
-        Some(_) => FlowLabelMode::Workloads,
-    }
+    s.enrichment
+        .as_ref()
+        .map(Enrichment::flow_label_mode)
+        .unwrap_or_default()
 }
 
 /// How to turn analysis `name` on (for a 404 from its API).

@@ -259,11 +259,7 @@ pub fn top(
     protocol: Option<&str>,
 ) -> Vec<FlowEntry> {
     let mut all: Vec<FlowEntry> = tables.iter().flat_map(|t| t.top(n, by, protocol)).collect();
-    let metric = |e: &FlowEntry| match by {
-        TopBy::Bytes => (e.bytes, e.packets),
-        TopBy::Packets => (e.packets, e.bytes),
-    };
-    all.sort_unstable_by(|a, b| metric(b).cmp(&metric(a)).then(a.key.cmp(&b.key)));
+    all.sort_unstable_by(|a, b| by.rank(b).cmp(&by.rank(a)).then(a.key.cmp(&b.key)));
     all.truncate(n);
     all
 }

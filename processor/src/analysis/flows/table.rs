@@ -376,10 +376,6 @@ impl FlowTable {
         if n == 0 {
             return Vec::new();
         }
-        let metric = |e: &FlowEntry| match by {
-            TopBy::Bytes => (e.bytes, e.packets),
-            TopBy::Packets => (e.packets, e.bytes),
-        };
         // Min-heap of the best n seen so far.
         let mut heap: BinaryHeap<Reverse<Ranked>> =
             BinaryHeap::with_capacity(n.min(self.entries.len()) + 1);
@@ -387,7 +383,7 @@ impl FlowTable {
             if protocol.is_some_and(|p| e.key.protocol_name() != p) {
                 continue;
             }
-            let item = Reverse((metric(e), Reverse(e.key), i as u32));
+            let item = Reverse((by.rank(e), Reverse(e.key), i as u32));
             if heap.len() < n {
                 heap.push(item);
             } else if let Some(min) = heap.peek()
@@ -413,6 +409,17 @@ type Ranked = ((u64, u64), Reverse<FlowKey>, u32);
 pub enum TopBy {
     Bytes,
     Packets,
+}
+
+impl TopBy {
+    /// `(primary, secondary)` count of `e`: larger ranks first.
+    #[inline]
+    pub fn rank(self, e: &FlowEntry) -> (u64, u64) {
+        match self {
+            TopBy::Bytes => (e.bytes, e.packets),
+            TopBy::Packets => (e.packets, e.bytes),
+        }
+    }
 }
 
 /// Packets and bytes of one protocol.

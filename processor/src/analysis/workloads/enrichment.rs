@@ -71,6 +71,16 @@ impl Enrichment {
         }
     }
 
+    /// The per-flow labels it gives the `flows` series.
+    pub fn flow_label_mode(&self) -> crate::analysis::flows::FlowLabelMode {
+        use crate::analysis::flows::FlowLabelMode;
+        if self.flow_pod_labels {
+            FlowLabelMode::Pods
+        } else {
+            FlowLabelMode::Workloads
+        }
+    }
+
     /// The newest capture time counted so far (ns since the epoch).
     pub fn newest_ns(&self) -> u64 {
         self.newest_ns

@@ -143,15 +143,6 @@ impl Workloads {
     pub fn new(enrichment: Enrichment) -> Self {
         Workloads { enrichment }
     }
-
-    /// The per-flow labels it gives `flows`.
-    pub fn flow_label_mode(&self) -> FlowLabelMode {
-        if self.enrichment.flow_pod_labels {
-            FlowLabelMode::Pods
-        } else {
-            FlowLabelMode::Workloads
-        }
-    }
 }
 
 impl Analysis for Workloads {
@@ -220,11 +211,7 @@ pub struct EnrichmentSnapshot {
 impl EnrichmentSnapshot {
     /// Copies what the families need; called under the lock.
     pub fn take(e: &Enrichment, flows: &[FlowEntry]) -> EnrichmentSnapshot {
-        let flow_labels = if e.flow_pod_labels {
-            FlowLabelMode::Pods
-        } else {
-            FlowLabelMode::Workloads
-        };
+        let flow_labels = e.flow_label_mode();
         let mut workloads: HashMap<WorkloadId, OwnedLabels> = HashMap::new();
         let mut pods: HashMap<MemberId, Box<str>> = HashMap::new();
         let name = |r: &Resolved, workloads: &mut HashMap<WorkloadId, OwnedLabels>| {
