@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::ResourceExt;
 use kube::api::Api;
@@ -31,6 +31,7 @@ pub const WATCHED: &[(&str, &str)] = &[
     ("netstream.dev", "streamanalyses"),
     ("apps", "daemonsets"),
     ("apps", "deployments"),
+    ("", "configmaps"),
     ("", "serviceaccounts"),
     ("", "services"),
     ("autoscaling", "horizontalpodautoscalers"),
@@ -90,6 +91,7 @@ pub async fn run_with_health<S>(
     .owns(Api::<Deployment>::all(client.clone()), children())
     .owns(Api::<Service>::all(client.clone()), children())
     .owns(Api::<ServiceAccount>::all(client.clone()), children())
+    .owns(Api::<ConfigMap>::all(client.clone()), children())
     .owns(
         Api::<HorizontalPodAutoscaler>::all(client.clone()),
         children(),

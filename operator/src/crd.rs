@@ -217,14 +217,22 @@ pub struct StreamAnalysisSpec {
     #[serde(default)]
     pub autoscaling: AutoscalingSpec,
 
+    /// The analyses the processors run and their settings, as in the processor's config file
+    /// (the operator renders it into a ConfigMap): each key present runs that analysis, `{}`
+    /// with its defaults. Absent: `flows`. `workloads` joins `flows` whenever enrichment is
+    /// enabled. Settings given here win over the older `maxFlows` and `flowIdleTimeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analyses: Option<netstream_config::Analyses>,
+
     /// Most flows a processor tracks at once; the least recently seen are evicted beyond that.
-    /// Defaults to the processor's 100000.
+    /// Defaults to the processor's 100000. Same as `analyses.flows.maxFlows`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 50000000))]
     pub max_flows: Option<i64>,
 
     /// A flow with no packets for this long is closed: one number and a unit (`ms`, `s`, `m`,
-    /// `h`), e.g. `30s`, `5m`, `1h`. Defaults to the processor's `5m`.
+    /// `h`), e.g. `30s`, `5m`, `1h`. Defaults to the processor's `5m`. Same as
+    /// `analyses.flows.idleTimeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]{1,9}(ms|s|m|h)$"))]
     pub flow_idle_timeout: Option<String>,

@@ -252,10 +252,8 @@ fn processor_deployment_by_value() {
             "netstream.netstream.flows",
             "--metrics-addr",
             "0.0.0.0:9090",
-            "--enrichment",
-            "kubernetes",
-            "--workload-expiry",
-            "10m"
+            "--config",
+            "/etc/netstream/config/processor.yaml"
         ])
     );
     assert_eq!(
@@ -312,13 +310,14 @@ fn processor_deployment_by_value() {
     );
 }
 
-/// Enrichment flags follow the processor's CLI contract: nothing when disabled, otherwise
-/// `--enrichment kubernetes` plus namespaces, one `--subnet-label` per range, the expiry and
-/// `--flow-pod-labels` only when asked for.
+/// The config file follows the processor's contract: `flows` by default, `workloads` (and
+/// the enrichment section, mode kubernetes) with it when enrichment is on, the older
+/// `maxFlows`/`flowIdleTimeout` fields in `analyses.flows`; the pods get an API token only for
+/// enrichment, and their template carries the file's hash so an edit rolls them.
 #[test]
-fn enrichment_args_and_token() {
+fn processor_config_by_value_and_token() {
     let matrix: BTreeMap<&str, StreamAnalysis> = analysis_matrix().into_iter().collect();
-    let args = |n: &str| processor::enrichment_args(&matrix[n]);
+    let config = |n: &str| serde_json::to_value(processor::config(&matrix[n])).unwrap();
     let token = |n: &str| {
         let sa = &matrix[n];
         processor::deployment(sa, &source_of(sa, None), &Defaults::default())
@@ -329,13 +328,17 @@ fn enrichment_args_and_token() {
             .automount_service_account_token
     };
     assert_eq!(
-        args("minimal"),
-        strs(&["--enrichment", "kubernetes", "--workload-expiry", "10m"])
+        config("minimal"),
+        json!({
+            "analyses": {"flows": {}, "workloads": {"expiry": "10m"}},
+            "enrichment": {"mode": "kubernetes"},
+        })
     );
     assert_eq!(token("minimal"), Some(true));
-    assert!(
-        args("keda-secure").is_empty(),
-        "disabled: processor default (off)"
+    assert_eq!(
+        config("keda-secure"),
+        json!({"analyses": {"flows": {"maxFlows": 100000, "idleTimeout": "2m"}}}),
+        "enrichment disabled: no workloads, no enrichment section"
     );
     assert_eq!(
         token("keda-secure"),
@@ -343,23 +346,201 @@ fn enrichment_args_and_token() {
         "no token without enrichment"
     );
     assert_eq!(
-        args("monitored"),
-        strs(&[
-            "--enrichment",
-            "kubernetes",
-            "--enrichment-namespaces",
-            "shop,payments",
-            "--subnet-label",
-            "10.20.0.0/16=office",
-            "--subnet-label",
-            "2001:db8::/32=partner_v6",
-            "--workload-expiry",
-            "30m",
-            "--flow-pod-labels"
-        ])
+        config("monitored"),
+        json!({
+            "analyses": {"flows": {"podLabels": true}, "workloads": {"expiry": "30m"}},
+            "enrichment": {
+                "mode": "kubernetes",
+                "namespaces": ["shop", "payments"],
+                "subnetLabels": [
+                    {"cidr": "10.20.0.0/16", "name": "office"},
+                    {"cidr": "2001:db8::/32", "name": "partner_v6"},
+                ],
+            },
+        })
     );
-    let all = processor::args(&matrix["monitored"], &source_of(&matrix["monitored"], None));
-    assert!(all.ends_with(&args("monitored")), "{all:?}");
+    // spec.analyses wins over the older fields and is taken as given.
+    let mut sa = matrix["keda-secure"].clone();
+    sa.spec.analyses = Some(
+        serde_json::from_value(json!({"flows": {"maxFlows": 7}, "branch": {"topicPrefix": "b"}}))
+            .unwrap(),
+    );
+    assert_eq!(
+        serde_json::to_value(processor::config(&sa)).unwrap(),
+        json!({"analyses": {"flows": {"maxFlows": 7, "idleTimeout": "2m"}, "branch": {"topicPrefix": "b"}}})
+    );
+
+    for (name, sa) in &matrix {
+        let args = processor::args(sa, &source_of(sa, None));
+        assert!(
+            args.ends_with(&strs(&["--config", "/etc/netstream/config/processor.yaml"])),
+            "{name}: {args:?}"
+        );
+        let cm = processor::config_map(sa);
+        assert_eq!(
+            cm.metadata.name.as_deref(),
+            Some(format!("{name}-processor-config").as_str())
+        );
+        let dep = processor::deployment(sa, &source_of(sa, None), &Defaults::default());
+        let template = dep.spec.template;
+        assert_eq!(
+            template.metadata.unwrap().annotations.unwrap()["netstream.dev/config-hash"],
+            processor::config_hash(sa)
+        );
+        let pod = template.spec.unwrap();
+        let volume = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "config")
+            .expect("config volume");
+        assert_eq!(
+            volume.config_map.unwrap().name,
+            format!("{name}-processor-config")
+        );
+    }
+    // A changed setting changes the hash (the Deployment rolls); an unchanged one does not.
+    let mut edited = matrix["minimal"].clone();
+    assert_eq!(
+        processor::config_hash(&edited),
+        processor::config_hash(&matrix["minimal"])
+    );
+    edited.spec.max_flows = Some(5);
+    assert_ne!(
+        processor::config_hash(&edited),
+        processor::config_hash(&matrix["minimal"])
+    );
+}
+
+/// What `spec.analyses` may hold that the processors would refuse is a condition message
+/// naming the fix, before anything rolls out.
+#[test]
+fn processor_config_problems_name_the_fix() {
+    let matrix: BTreeMap<&str, StreamAnalysis> = analysis_matrix().into_iter().collect();
+    for (base, analyses, want) in [
+        (
+            "keda-secure",
+            json!({"flows": {}, "workloads": {}}),
+            "needs spec.enrichment.enabled",
+        ),
+        ("minimal", json!({"workloads": {}}), "needs flows"),
+        ("minimal", json!({}), "names no analysis"),
+        (
+            "minimal",
+            json!({"flows": {}, "branch": {"topicPrefix": "b", "producerConfig": {"sasl.password": "x"}}}),
+            "NETSTREAM_KAFKA_SASL_PASSWORD",
+        ),
+    ] {
+        let mut sa = matrix[base].clone();
+        sa.spec.analyses = Some(serde_json::from_value(analyses.clone()).unwrap());
+        let problem = processor::config_problem(&sa).unwrap_or_default();
+        assert!(problem.contains(want), "{analyses}: {problem:?}");
+    }
+    for sa in matrix.values() {
+        assert_eq!(processor::config_problem(sa), None);
+    }
+}
+
+/// Every StreamAnalysis of the matrix and of `manifests/examples/`, rendered by the operator
+/// (container arguments and the ConfigMap's file), goes through the processor's own flag
+/// parsing, config file reading and analysis selection, and comes out with the settings the CR
+/// asked for.
+#[test]
+fn every_rendered_config_starts_the_processor() {
+    use netstream_processor::analysis::registry;
+    use netstream_processor::settings::{Settings, parse_args};
+    let mut cases: Vec<(String, StreamAnalysis)> = analysis_matrix()
+        .into_iter()
+        .map(|(n, sa)| (n.to_string(), sa))
+        .collect();
+    let dir = common::tools::repo_root()
+        .join("manifests")
+        .join("examples");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let doc: Value = serde::Deserialize::deserialize(doc).unwrap();
+            if doc["kind"] == "StreamAnalysis" {
+                let sa: StreamAnalysis = serde_json::from_value(doc).unwrap();
+                cases.push((path.display().to_string(), sa));
+            }
+        }
+    }
+    assert!(cases.len() >= 5, "{}", cases.len());
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, sa) in cases {
+        let source = source_of(&sa, None);
+        let file = tmp.path().join("processor.yaml");
+        let cm = processor::config_map(&sa);
+        std::fs::write(&file, &cm.data.unwrap()["processor.yaml"]).unwrap();
+        let mut argv = vec!["netstream-processor".to_string()];
+        argv.extend(processor::args(&sa, &source));
+        let config_arg = argv.iter().position(|a| a == "--config").unwrap() + 1;
+        argv[config_arg] = file.display().to_string();
+        let (args, explicit) = parse_args(&argv).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let s = Settings::load(&args, &explicit).unwrap_or_else(|e| panic!("{name}: {e}"));
+        registry::select(registry::ANALYSES, &s.analyses).unwrap_or_else(|e| panic!("{name}: {e}"));
+        s.check_analyses().unwrap_or_else(|e| panic!("{name}: {e}"));
+
+        let e = &sa.spec.enrichment;
+        let want: Vec<&str> = if e.enabled {
+            vec!["flows", "workloads"]
+        } else {
+            vec!["flows"]
+        };
+        assert_eq!(s.analyses, want, "{name}");
+        let flows = sa
+            .spec
+            .analyses
+            .as_ref()
+            .and_then(|a| a.flows.clone())
+            .unwrap_or_default();
+        let max_flows = flows
+            .max_flows
+            .or(sa.spec.max_flows.map(|n| n as u64))
+            .unwrap_or(100_000);
+        assert_eq!(s.max_flows as u64, max_flows, "{name}");
+        let idle = flows
+            .idle_timeout
+            .or(sa.spec.flow_idle_timeout.clone())
+            .unwrap_or("5m".into());
+        assert_eq!(
+            s.flow_idle_timeout,
+            netstream_runtime::duration::parse_duration(&idle).unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            s.enrichment,
+            if e.enabled {
+                netstream_processor::cli::EnrichmentMode::Kubernetes
+            } else {
+                netstream_processor::cli::EnrichmentMode::Off
+            },
+            "{name}"
+        );
+        if e.enabled {
+            assert_eq!(s.enrichment_namespaces, e.namespaces, "{name}");
+            assert_eq!(
+                s.subnet_labels
+                    .iter()
+                    .map(|l| l.name.clone())
+                    .collect::<Vec<_>>(),
+                e.subnet_labels
+                    .iter()
+                    .map(|l| l.name.clone())
+                    .collect::<Vec<_>>(),
+                "{name}"
+            );
+            assert_eq!(s.flow_pod_labels, e.pod_names, "{name}");
+            assert_eq!(
+                s.workload_expiry,
+                netstream_runtime::duration::parse_duration(&e.workload_expiry).unwrap(),
+                "{name}"
+            );
+        }
+        assert_eq!(s.branch_topic_prefix, None, "{name}");
+    }
 }
 
 /// Cluster-wide: one ClusterRoleBinding to the reader role. Namespaced: a RoleBinding of the
@@ -465,10 +646,8 @@ fn keda_secure_processor_args_and_scaler() {
             "flows",
             "--metrics-addr",
             "0.0.0.0:9090",
-            "--max-flows",
-            "100000",
-            "--flow-idle-timeout",
-            "2m",
+            "--config",
+            "/etc/netstream/config/processor.yaml",
         ])
     );
     let so = v(&autoscaling::scaled_object(&sa, &src));
@@ -656,6 +835,7 @@ fn all_objects() -> (CoreObjects, ThirdPartyObjects) {
             v(&processor::deployment(&sa, &src, &d)),
         ));
         core.push((format!("sa-{name}-svc"), v(&processor::service(&sa))));
+        core.push((format!("sa-{name}-cm"), v(&processor::config_map(&sa))));
         if let Some(sm) = processor::service_monitor(&sa) {
             third.push((format!("sa-{name}-sm"), "servicemonitor.json", v(&sm)));
         }

@@ -18,6 +18,7 @@ use kube::runtime::controller::Action;
 use netstream_operator::context::Context;
 use netstream_operator::controller::{self, OptionalApis};
 use netstream_operator::crd::*;
+use netstream_operator::desired::processor;
 use netstream_operator::reconcile::{netprobe as np_rec, streamanalysis as sa_rec};
 use serde_json::{Value, json};
 
@@ -29,8 +30,12 @@ fn reload_sa(fake: &Fake, name: &str) -> StreamAnalysis {
     serde_json::from_value(fake.get(&format!("{SA_BASE}/{name}")).unwrap()).unwrap()
 }
 
-fn args_of(dep: &Value) -> String {
-    dep["spec"]["template"]["spec"]["containers"][0]["args"].to_string()
+/// The config a Deployment rolls out, by its pod template's hash of the config file.
+fn config_of(dep: &Value) -> String {
+    dep["spec"]["template"]["metadata"]["annotations"][processor::CONFIG_HASH_ANNOTATION]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 async fn wait_until(fake: &Fake, what: &str, cond: impl Fn(&State) -> bool) {
@@ -192,8 +197,9 @@ async fn controllers_survive_watch_disconnects_and_errors() {
     sa.spec.flow_idle_timeout = Some("45s".into());
     sa.metadata.generation = Some(2);
     store_sa(&fake, &sa);
+    let want = processor::config_hash(&sa);
     wait_until(&fake, "new spec rolled out", |st| {
-        args_of(&st.objects[&dep_path]).contains("45s")
+        config_of(&st.objects[&dep_path]) == want
             && st.objects[&sa_path]["status"]["observedGeneration"] == 2
     })
     .await;
@@ -212,6 +218,7 @@ async fn spec_changed_mid_reconcile_converges_and_reports_applied_generation() {
     let mut changed = sa.clone();
     changed.spec.flow_idle_timeout = Some("7m".into());
     changed.metadata.generation = Some(2);
+    let want = processor::config_hash(&changed);
     let changed = v(&changed);
     let sa_path = format!("{SA_BASE}/flows");
     let key = sa_path.clone();
@@ -230,7 +237,7 @@ async fn spec_changed_mid_reconcile_converges_and_reports_applied_generation() {
     wait_until(&fake, "converged on generation 2", |st| {
         st.objects
             .get(&dep_path)
-            .is_some_and(|d| args_of(d).contains("7m"))
+            .is_some_and(|d| config_of(d) == want)
             && st.objects[&sa_path]["status"]["observedGeneration"] == 2
     })
     .await;
@@ -242,7 +249,7 @@ async fn spec_changed_mid_reconcile_converges_and_reports_applied_generation() {
     let mut seen = Vec::new();
     for c in &log {
         if c.method == "PATCH" && c.path == dep_path {
-            last_args = Some(args_of(c.body.as_ref().unwrap()));
+            last_args = Some(config_of(c.body.as_ref().unwrap()));
         }
         if c.method == "PATCH" && c.path == format!("{sa_path}/status") {
             let generation = c.body.as_ref().unwrap()["status"]["observedGeneration"]
@@ -250,7 +257,7 @@ async fn spec_changed_mid_reconcile_converges_and_reports_applied_generation() {
                 .unwrap();
             let args = last_args.clone().expect("Deployment applied before status");
             assert_eq!(
-                args.contains("7m"),
+                args == want,
                 generation == 2,
                 "observedGeneration {generation} written after applying {args}"
             );

@@ -472,6 +472,7 @@ async fn sa_create_hpa() -> Vec<Call> {
         [
             "PATCH serviceaccounts/flows-processor",
             "PATCH services/flows-processor-metrics",
+            "PATCH configmaps/flows-processor-config",
             "PATCH clusterrolebindings/netstream-processor-reader:netstream:flows",
             "GET clusterrolebindings",
             "GET rolebindings",
@@ -488,27 +489,31 @@ async fn sa_create_hpa() -> Vec<Call> {
     assert_ssa(&calls);
     // The second Deployment apply sets only the initial replicas, under its own manager.
     assert_eq!(
-        calls[7].body.clone().unwrap()["spec"],
+        calls[8].body.clone().unwrap()["spec"],
         json!({"replicas": sa.spec.min_replicas})
     );
     assert!(
-        calls[7].query.contains(&format!(
+        calls[8].query.contains(&format!(
             "fieldManager={}",
             sa_rec::INITIAL_REPLICAS_MANAGER
         )),
         "{}",
-        calls[7].query
+        calls[8].query
     );
     let src = processor::Source {
         kafka: sa.spec.kafka.clone().unwrap(),
         partitions: None,
     };
     assert_eq!(
-        calls[6].body.clone().unwrap(),
+        calls[7].body.clone().unwrap(),
         v(&processor::deployment(&sa, &src, &Defaults::default()))
     );
     assert_eq!(
         calls[2].body.clone().unwrap(),
+        v(&processor::config_map(&sa))
+    );
+    assert_eq!(
+        calls[3].body.clone().unwrap(),
         v(&rbac::bindings(&sa).cluster[0]),
         "enrichment is on by default: cluster-wide reader binding"
     );
@@ -895,6 +900,12 @@ fn pod_spec(fake: &Fake, name: &str) -> Value {
     fake.get(&format!("{DEP_BASE}/{name}")).unwrap()["spec"]["template"]["spec"].clone()
 }
 
+/// The config file the processors of Deployment `name` read (from its applied ConfigMap).
+fn processor_config(fake: &Fake, name: &str) -> Value {
+    let cm = fake.get(&format!("{CM_BASE}/{name}-config")).unwrap();
+    serde_yaml::from_str(cm["data"]["processor.yaml"].as_str().unwrap()).unwrap()
+}
+
 /// Bindings follow `spec.enrichment` through enabled/cluster-wide/namespaced/disabled, stale
 /// ones are deleted, and bindings that are not this StreamAnalysis' are never touched.
 async fn sa_enrichment_bindings() -> Vec<Call> {
@@ -937,12 +948,9 @@ async fn sa_enrichment_bindings() -> Vec<Call> {
         pod["automountServiceAccountToken"], true,
         "token for the watches"
     );
-    assert!(
-        pod["containers"][0]["args"]
-            .to_string()
-            .contains("\"--enrichment\",\"kubernetes\""),
-        "{pod}"
-    );
+    let config = processor_config(&fake, "flows-processor");
+    assert_eq!(config["enrichment"]["mode"], "kubernetes", "{config}");
+    assert!(config["analyses"]["workloads"].is_object(), "{config}");
 
     // Limited to two namespaces: reader per namespace, nodes cluster-wide.
     sa.spec.enrichment.namespaces = vec!["team-b".into(), "team-a".into()];
@@ -979,10 +987,9 @@ async fn sa_enrichment_bindings() -> Vec<Call> {
         (Some("ClusterRole"), Some("netstream-processor-reader"))
     );
     assert_eq!(rb["subjects"][0]["namespace"], NS);
-    assert!(
-        pod_spec(&fake, "flows-processor")["containers"][0]["args"]
-            .to_string()
-            .contains("\"--enrichment-namespaces\",\"team-b,team-a\"")
+    assert_eq!(
+        processor_config(&fake, "flows-processor")["enrichment"]["namespaces"],
+        json!(["team-b", "team-a"])
     );
     calls.extend(namespaced);
 
@@ -1001,7 +1008,7 @@ async fn sa_enrichment_bindings() -> Vec<Call> {
     ]);
     assert_eq!(stored_bindings(&fake), want, "team-a removed");
 
-    // Disabled: no bindings, no token, no enrichment flags.
+    // Disabled: no bindings, no token, no enrichment in the config.
     sa.spec.enrichment.enabled = false;
     sa.metadata.generation = Some(4);
     store_sa(&fake, &sa);
@@ -1012,10 +1019,10 @@ async fn sa_enrichment_bindings() -> Vec<Call> {
     assert_eq!(stored_bindings(&fake), untouched, "disabled");
     let pod = pod_spec(&fake, "flows-processor");
     assert_eq!(pod["automountServiceAccountToken"], false);
+    let config = processor_config(&fake, "flows-processor");
     assert!(
-        !pod["containers"][0]["args"]
-            .to_string()
-            .contains("--enrichment")
+        config.get("enrichment").is_none() && config["analyses"].get("workloads").is_none(),
+        "{config}"
     );
     calls
 }
@@ -1132,6 +1139,32 @@ async fn sa_invalid_subnet_blocked() -> Vec<Call> {
             .unwrap()
             .contains("2001:db8:::1/64")
     );
+    calls
+}
+
+/// `spec.analyses` the processors would refuse (workloads without enrichment) blocks the
+/// rollout with a condition naming the fix; nothing is applied.
+async fn sa_invalid_analyses_blocked() -> Vec<Call> {
+    let (ctx, fake) = setup();
+    let mut spec = minimal_analysis_spec();
+    spec.enrichment.enabled = false;
+    spec.analyses = Some(serde_json::from_value(json!({"flows": {}, "workloads": {}})).unwrap());
+    let sa = analysis("flows", spec);
+    store_sa(&fake, &sa);
+    let action = sa_rec::reconcile(Arc::new(sa), ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    let calls = fake.take_log();
+    assert_eq!(
+        Fake::shorts(&calls),
+        ["PATCH streamanalyses/flows/status", "POST events"]
+    );
+    let st = status_body(&calls);
+    assert_eq!(cond(&st, "Ready")["reason"], sa_rec::INVALID_ANALYSES);
+    let message = cond(&st, "Degraded")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("spec.enrichment.enabled"), "{message}");
     calls
 }
 
@@ -1545,6 +1578,10 @@ async fn streamanalysis_invalid_subnet_blocked() {
     sa_invalid_subnet_blocked().await;
 }
 #[tokio::test]
+async fn streamanalysis_invalid_analyses_blocked() {
+    sa_invalid_analyses_blocked().await;
+}
+#[tokio::test]
 async fn controllers_list_watch_and_reconcile() {
     controllers_end_to_end().await;
 }
@@ -1702,6 +1739,7 @@ async fn rbac_grants_exactly_what_is_used() {
     calls.extend(sa_enrichment_bindings().await);
     calls.extend(sa_finalizer_lifecycle().await);
     calls.extend(sa_invalid_subnet_blocked().await);
+    calls.extend(sa_invalid_analyses_blocked().await);
     calls.extend(sa_enrichment_namespace_missing().await);
     calls.extend(leader_election().await);
     // list/watch come from running the real controllers.
@@ -2080,10 +2118,19 @@ fn probe_ref_producer_settings_do_not_reach_the_consumer() {
     for p in ["compression.type", "linger.ms", "acks=", "batch.size"] {
         assert!(!joined.contains(p), "{p} handed to the consumer: {joined}");
     }
-    // Run it with the rendered flags (on a free metrics port) until it has its partition:
-    // by then librdkafka has checked the global and the topic-level properties.
+    // Run it with the rendered flags and config file (on a free metrics port) until it has its
+    // partition: by then librdkafka has checked the global and the topic-level properties.
     let i = args.iter().position(|a| a == "--metrics-addr").unwrap();
     args[i + 1] = "127.0.0.1:0".into();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("processor.yaml");
+    std::fs::write(
+        &file,
+        &processor::config_map(&sa).data.unwrap()["processor.yaml"],
+    )
+    .unwrap();
+    let i = args.iter().position(|a| a == "--config").unwrap();
+    args[i + 1] = file.display().to_string();
     args.extend(["--consumer-config".into(), "fetch.wait.max.ms=10".into()]);
     let Some(bin) = processor_binary() else {
         return;

@@ -55,6 +55,15 @@ pub struct Args {
     )]
     pub metrics_addr: SocketAddr,
 
+    /// Analyses and their settings from a YAML file (the operator writes one into a
+    /// ConfigMap): `analyses: {flows: {maxFlows: N, idleTimeout: D, podLabels: B}, workloads:
+    /// {expiry: D, maxSeries: N}, branch: {topicPrefix: P, producerConfig: {K: V}}}` and
+    /// `enrichment: {mode, identityFile, namespaces, subnetLabels: [{cidr, name}],
+    /// syncTimeout}`. A flag given on the command line or in the environment wins over the
+    /// file; unknown keys are errors.
+    #[arg(long, env = "NETSTREAM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Analyses to run, comma-separated, from: flows (per-flow and per-protocol counts),
     /// workloads (traffic between Kubernetes workloads; needs --enrichment), branch (records
     /// again to per-protocol topics; needs --branch-topic-prefix). Default: flows, plus
@@ -70,7 +79,7 @@ pub struct Args {
     /// Most IP flows tracked at once. When full, idle flows and then the least recently updated
     /// ones are evicted (netstream_flows_evicted_total). About 93 bytes of memory per flow.
     #[arg(long, env = "NETSTREAM_MAX_FLOWS", default_value_t = 100_000,
-          value_parser = clap::value_parser!(u64).range(1..=crate::analysis::flows::table::MAX_FLOWS_LIMIT as u64))]
+          value_parser = clap::value_parser!(u64).range(1..=netstream_config::MAX_FLOWS_LIMIT))]
     pub max_flows: u64,
 
     /// Evict a flow (and its series) when this processor has not counted a packet of it for
@@ -145,7 +154,7 @@ pub struct Args {
     /// updated are evicted (netstream_workload_series_evicted_total{reason="capacity"}). 47 to 94
     /// bytes of memory per series (hash table rounding; 54 at 100k series).
     #[arg(long, env = "NETSTREAM_MAX_WORKLOAD_SERIES", default_value_t = 50_000,
-          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+          value_parser = clap::value_parser!(u64).range(1..=netstream_config::MAX_WORKLOAD_SERIES_LIMIT))]
     pub max_workload_series: u64,
 
     /// Per-flow series also get src_pod and dst_pod labels (one more label pair per flow;
@@ -172,45 +181,12 @@ fn parse_subnet_label(s: &str) -> Result<SubnetLabel, String> {
     s.parse::<SubnetLabel>().map_err(|e| e.to_string())
 }
 
-impl Args {
-    pub fn max_flows(&self) -> usize {
-        usize::try_from(self.max_flows).unwrap_or(crate::analysis::flows::table::MAX_FLOWS_LIMIT)
-    }
-
-    /// The analyses to run: `--analyses`, or the default for the other flags.
-    pub fn analyses(&self) -> Vec<String> {
-        if self.analyses.is_empty() {
-            crate::analysis::registry::default_names(
-                self.enrichment != EnrichmentMode::Off,
-                self.branch_topic_prefix.is_some(),
-            )
-        } else {
-            self.analyses.iter().map(|a| a.trim().to_string()).collect()
-        }
-    }
-
-    /// Checks the enrichment flags that depend on each other.
-    pub fn check_enrichment(&self) -> Result<(), String> {
-        match (self.enrichment, &self.identity_file) {
-            (EnrichmentMode::File, None) => Err(
-                "--enrichment file needs --identity-file PATH (the identity file to load)".into(),
-            ),
-            (EnrichmentMode::Off | EnrichmentMode::Kubernetes, Some(_)) => Err(format!(
-                "--identity-file is only used with --enrichment file (now: --enrichment {}); remove it or set --enrichment file",
-                match self.enrichment {
-                    EnrichmentMode::Off => "off",
-                    _ => "kubernetes",
-                }
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    pub fn enrichment_options(&self) -> crate::analysis::workloads::enrichment::EnrichmentOptions {
-        crate::analysis::workloads::enrichment::EnrichmentOptions {
-            flow_pod_labels: self.flow_pod_labels,
-            workload_expiry: self.workload_expiry,
-            max_series: usize::try_from(self.max_workload_series).unwrap_or(10_000_000),
+impl From<netstream_config::EnrichmentMode> for EnrichmentMode {
+    fn from(m: netstream_config::EnrichmentMode) -> Self {
+        match m {
+            netstream_config::EnrichmentMode::Off => EnrichmentMode::Off,
+            netstream_config::EnrichmentMode::Kubernetes => EnrichmentMode::Kubernetes,
+            netstream_config::EnrichmentMode::File => EnrichmentMode::File,
         }
     }
 }
@@ -219,58 +195,38 @@ impl Args {
 mod tests {
     use super::*;
 
+    fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
+        let mut argv = vec!["p", "--brokers", "k:1", "--group", "g"];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv)
+    }
+
     #[test]
     fn flags_defaults_and_validation() {
-        let a = Args::try_parse_from(["p", "--brokers", "k:9092", "--group", "g"]).unwrap();
+        let a = parse(&[]).unwrap();
         assert_eq!(a.topic, "netstream.packets");
-        assert_eq!(a.max_flows(), 100_000);
+        assert_eq!(a.max_flows, 100_000);
         assert_eq!(a.flow_idle_timeout, Duration::from_secs(300));
         assert_eq!(a.metrics_addr, "0.0.0.0:9090".parse().unwrap());
-        assert!(a.branch_topic_prefix.is_none());
-        assert_eq!(a.analyses(), ["flows"]);
-        let a = Args::try_parse_from([
-            "p",
-            "--brokers",
-            "k:9092",
-            "--group",
-            "g",
-            "--branch-topic-prefix",
-            "b",
-        ])
-        .unwrap();
-        assert_eq!(a.analyses(), ["flows", "branch"]);
-        let a = Args::try_parse_from([
-            "p",
-            "--brokers",
-            "k:9092",
-            "--group",
-            "g",
-            "--analyses",
-            "flows, branch",
-        ])
-        .unwrap();
-        assert_eq!(a.analyses(), ["flows", "branch"]);
+        assert!(a.branch_topic_prefix.is_none() && a.config.is_none());
+        assert!(a.analyses.is_empty());
+        let a = parse(&["--analyses", "flows,branch", "--config", "/c.yaml"]).unwrap();
+        assert_eq!(a.analyses, ["flows", "branch"]);
+        assert_eq!(a.config, Some(PathBuf::from("/c.yaml")));
         // --group is required; bad values are refused with the flag named.
         assert!(Args::try_parse_from(["p", "--brokers", "k:9092"]).is_err());
         for bad in [
             ["--max-flows", "0"],
+            ["--max-flows", "50000001"],
             ["--metrics-addr", "nowhere"],
             ["--flow-idle-timeout", "5y"],
             ["--flow-idle-timeout", "100000000000000000000000h"],
             ["--consumer-config", "novalue"],
         ] {
-            let err =
-                Args::try_parse_from(["p", "--brokers", "k:1", "--group", "g", bad[0], bad[1]])
-                    .unwrap_err()
-                    .to_string();
+            let err = parse(&bad).unwrap_err().to_string();
             assert!(err.contains(bad[0]), "{err}");
         }
-        let a = Args::try_parse_from([
-            "p",
-            "--brokers",
-            "k:1",
-            "--group",
-            "g",
+        let a = parse(&[
             "--consumer-config",
             "fetch.wait.max.ms=50",
             "--consumer-config",
@@ -286,12 +242,6 @@ mod tests {
         );
     }
 
-    fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
-        let mut argv = vec!["p", "--brokers", "k:1", "--group", "g"];
-        argv.extend_from_slice(extra);
-        Args::try_parse_from(argv)
-    }
-
     #[test]
     fn enrichment_flags() {
         let a = parse(&[]).unwrap();
@@ -301,7 +251,6 @@ mod tests {
         assert_eq!(a.max_workload_series, 50_000);
         assert!(!a.flow_pod_labels && a.subnet_label.is_empty());
         assert!(a.enrichment_namespaces.is_empty());
-        assert_eq!(a.check_enrichment(), Ok(()));
 
         let a = parse(&[
             "--enrichment",
@@ -320,7 +269,6 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.enrichment, EnrichmentMode::File);
-        assert_eq!(a.check_enrichment(), Ok(()));
         assert_eq!(
             a.subnet_label
                 .iter()
@@ -331,21 +279,10 @@ mod tests {
         assert_eq!(a.enrichment_namespaces, ["a", "b"]);
         assert_eq!(a.workload_expiry, Duration::from_secs(30));
         assert!(a.flow_pod_labels);
-
-        // --identity-file belongs to file mode, and file mode needs it.
-        let err = parse(&["--enrichment", "file"]).unwrap().check_enrichment();
-        assert!(err.unwrap_err().contains("--identity-file PATH"));
-        let err = parse(&["--enrichment", "kubernetes", "--identity-file", "/x"])
-            .unwrap()
-            .check_enrichment()
-            .unwrap_err();
-        assert!(err.contains("only used with --enrichment file"), "{err}");
-        assert!(
-            parse(&["--identity-file", "/x"])
-                .unwrap()
-                .check_enrichment()
-                .is_err()
-        );
+        for m in netstream_config::EnrichmentMode::ALL {
+            let a = parse(&["--enrichment", m.as_str()]).unwrap();
+            assert_eq!(a.enrichment, EnrichmentMode::from(m));
+        }
 
         for bad in [
             ["--enrichment", "on"],

@@ -2,7 +2,8 @@
 //! them (flow and protocol counts, workload traffic, per-protocol branch topics), served as
 //! Prometheus metrics and a JSON API.
 //!
-//! - [`cli`]: flags (and `NETSTREAM_<FLAG>` environment).
+//! - [`cli`]: flags (and `NETSTREAM_<FLAG>` environment); [`settings`]: the flags over the
+//!   `--config` file (the shared `netstream-config` types), resolved once at start.
 //! - [`decode`]: a record's key and value decoded, or why it is invalid.
 //! - [`dissect`]: a frame's L2-L4 headers, on demand, once per packet.
 //! - [`engine`]: decodes each record once and hands the packet to every enabled analysis, one
@@ -25,4 +26,5 @@ pub mod consume;
 pub mod decode;
 pub mod dissect;
 pub mod engine;
+pub mod settings;
 pub mod state;

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Parser;
 use netstream_enrich::{IdentityIndex, SourceStats};
 use netstream_processor::analysis::branch::{Branch, BranchAnalysis};
 use netstream_processor::analysis::registry::{self, Setup};
@@ -19,6 +18,7 @@ use netstream_processor::clock::Clock;
 use netstream_processor::collector::ProcessorCollector;
 use netstream_processor::consume::{self, ConsumeContext, LoopOptions};
 use netstream_processor::engine::Engine;
+use netstream_processor::settings::{self, Settings};
 use netstream_processor::state::Shared;
 use netstream_runtime::http::{self, Health};
 use netstream_runtime::kafka_config;
@@ -27,9 +27,19 @@ use netstream_runtime::kafka_config;
 const STALL_LIMIT: Duration = Duration::from_secs(60);
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let (args, explicit) = match settings::parse_args(std::env::args_os()) {
+        Ok(parsed) => parsed,
+        Err(e) => e.exit(),
+    };
     netstream_runtime::logging::init();
-    match run(args) {
+    let settings = match Settings::load(&args, &explicit) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("netstream-processor: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args, settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("netstream-processor: error: {e:#}");
@@ -38,31 +48,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
     let config = consume::consumer_config(
         &args.brokers,
         &args.group,
         &args.consumer_config,
-        args.branch_topic_prefix.is_some(),
+        settings.branch_topic_prefix.is_some(),
         |k| std::env::var(k).ok(),
     )?;
     tracing::info!(config = %kafka_config::redacted(&config), "kafka consumer config");
 
-    args.check_enrichment().map_err(anyhow::Error::msg)?;
-    let analyses = args.analyses();
-    registry::select(registry::ANALYSES, &analyses).map_err(anyhow::Error::msg)?;
+    let analyses = &settings.analyses;
+    registry::select(registry::ANALYSES, analyses).map_err(anyhow::Error::msg)?;
+    settings.check_analyses().map_err(anyhow::Error::msg)?;
     let branching = analyses.iter().any(|a| a == BranchAnalysis::NAME);
-    if args.branch_topic_prefix.is_some() && !branching {
-        anyhow::bail!(
-            "--branch-topic-prefix is set but branch is not in --analyses; add branch or drop the prefix"
-        );
-    }
     let source_stats = Arc::new(SourceStats::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let mut setup = Setup::new(args.max_flows(), Clock::ticks(args.flow_idle_timeout));
+    let mut setup = Setup::new(settings.max_flows, Clock::ticks(settings.flow_idle_timeout));
     setup.stop = stop.clone();
-    let index_config = identity::index_config(&args.subnet_label);
-    let index = match (args.enrichment, &args.identity_file) {
+    let index_config = identity::index_config(&settings.subnet_labels);
+    let index = match (settings.enrichment, &settings.identity_file) {
         (EnrichmentMode::Off, _) => None,
         (EnrichmentMode::File, Some(path)) => {
             // The error's text already holds its cause: `{e:#}` of the chain would repeat it.
@@ -79,24 +84,19 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         (EnrichmentMode::Kubernetes, _) => Some(IdentityIndex::new(index_config)),
     };
-    setup.enrichment =
-        index.map(|index| Enrichment::new(index, &args.enrichment_options(), source_stats.clone()));
-    if let (true, Some(prefix)) = (branching, &args.branch_topic_prefix) {
+    setup.enrichment = index
+        .map(|index| Enrichment::new(index, &settings.enrichment_options(), source_stats.clone()));
+    if let (true, Some(prefix)) = (branching, &settings.branch_topic_prefix) {
         setup.branch = Some(Arc::new(Branch::connect(
             &args.brokers,
             prefix,
-            &args.branch_producer_config,
+            &settings.branch_producer_config,
             args.connect_timeout,
         )?));
     }
     let branch = setup.branch.clone();
     let hosts =
-        registry::build(registry::ANALYSES, &analyses, &mut setup).map_err(anyhow::Error::msg)?;
-    if setup.enrichment.is_some() {
-        anyhow::bail!(
-            "--enrichment is on but workloads is not in --analyses; add workloads or set --enrichment off"
-        );
-    }
+        registry::build(registry::ANALYSES, analyses, &mut setup).map_err(anyhow::Error::msg)?;
     let engine = Engine::new(hosts);
     tracing::info!(analyses = ?engine.names(), "analyses");
     let shared = Arc::new(Shared::new(engine));
@@ -136,20 +136,20 @@ fn run(args: Args) -> anyhow::Result<()> {
         });
     }
 
-    if args.enrichment == EnrichmentMode::Kubernetes {
+    if settings.enrichment == EnrichmentMode::Kubernetes {
         identity::start_kubernetes(
             &runtime,
-            &args.enrichment_namespaces,
+            &settings.enrichment_namespaces,
             identity::sink(shared.clone()),
             source_stats.clone(),
         )?;
         // Consuming before the first full list would count early records as external.
         // /readyz stays not ready meanwhile (it turns ready on the first partition assignment).
         let waited = Instant::now();
-        if identity::wait_synced(&source_stats, args.enrichment_sync_timeout, &stop) {
+        if identity::wait_synced(&source_stats, settings.enrichment_sync_timeout, &stop) {
             tracing::info!(took = ?waited.elapsed(), "identity source synced");
         } else if !stop.load(Ordering::Relaxed) {
-            tracing::warn!(timeout = ?args.enrichment_sync_timeout,
+            tracing::warn!(timeout = ?settings.enrichment_sync_timeout,
                 "identity source not synced in time (see netstream_enrichment_watch_errors_total); consuming anyway: addresses not listed yet count as external");
         }
     }

@@ -43,6 +43,7 @@ fn help_documents_every_flag() {
         "--flow-pod-labels",
         "--enrichment-sync-timeout",
         "--analyses",
+        "--config",
         "NETSTREAM_BROKERS",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
@@ -115,6 +116,32 @@ fn start_errors_name_the_fix() {
         out.contains("enable.auto.offset.store") && out.contains("remove it"),
         "{out}"
     );
+
+    // A config file: unknown keys and analyses named, read before anything connects.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("processor.yaml");
+    let file_arg = file.display().to_string();
+    for (text, needle) in [
+        ("analyses: {flows: {maxFlow: 5}}", "unknown field `maxFlow`"),
+        ("analyses: {dns: {}}", "unknown field `dns`"),
+        (
+            "analyses: {workloads: {}}",
+            "the workloads analysis needs flows",
+        ),
+        (
+            "enrichment: {mode: file}",
+            "enrichment.mode file needs enrichment.identityFile",
+        ),
+    ] {
+        std::fs::write(&file, text).expect("write config");
+        let (code, out) = run(&[
+            &base[..],
+            &["--brokers", "127.0.0.1:1", "--config", &file_arg],
+        ]
+        .concat());
+        assert_eq!(code, 2, "{text}: {out}");
+        assert!(out.contains(needle), "{text}: {out}");
+    }
 
     let (code, out) = run(&[&base[..], &["--brokers", "127.0.0.1:1", "--max-flows", "0"]].concat());
     assert_ne!(code, 0);

@@ -1,4 +1,5 @@
-//! StreamAnalysis → ServiceAccount + Deployment + metrics Service (+ ServiceMonitor).
+//! StreamAnalysis → ServiceAccount + config ConfigMap + Deployment + metrics Service
+//! (+ ServiceMonitor).
 //! The RBAC bindings for enrichment are in [`super::rbac`].
 
 use std::collections::BTreeMap;
@@ -7,13 +8,17 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, SecurityContext,
-    Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
+use netstream_config::{
+    Analyses, EnrichmentConfig, EnrichmentMode, FlowsConfig, ProcessorConfig, WorkloadsConfig,
+};
 
 use super::thirdparty::{Endpoint, ServiceMonitor, ServiceMonitorSpec};
 use super::{
@@ -76,45 +81,121 @@ pub fn service_account(sa: &StreamAnalysis) -> ServiceAccount {
     super::service_account(sa, Component::Processor, name(sa))
 }
 
-/// Command-line arguments of `netstream-processor`.
+/// Name of the ConfigMap holding the processor's config file.
+pub fn config_map_name(sa: &StreamAnalysis) -> String {
+    format!("{}-config", name(sa))
+}
+
+/// Path of the config file inside the processor's container.
+pub fn config_path() -> String {
+    format!(
+        "{}/{}",
+        netstream_config::MOUNT_DIR,
+        netstream_config::FILE_NAME
+    )
+}
+
+/// The processor's config file: `spec.analyses` (default `flows`) with `workloads` added to
+/// `flows` when enrichment is enabled, the older `spec.maxFlows` / `spec.flowIdleTimeout`
+/// filling what `analyses.flows` leaves unset, and the enrichment section (mode kubernetes)
+/// whenever `workloads` runs.
+pub fn config(sa: &StreamAnalysis) -> ProcessorConfig {
+    let spec = &sa.spec;
+    let e = &spec.enrichment;
+    let mut analyses = spec.analyses.clone().unwrap_or_else(|| Analyses {
+        flows: Some(FlowsConfig::default()),
+        ..Analyses::default()
+    });
+    if e.enabled && analyses.flows.is_some() && analyses.workloads.is_none() {
+        analyses.workloads = Some(WorkloadsConfig::default());
+    }
+    if let Some(f) = analyses.flows.as_mut() {
+        f.max_flows = f
+            .max_flows
+            .or(spec.max_flows.and_then(|n| u64::try_from(n).ok()));
+        f.idle_timeout = f.idle_timeout.clone().or(spec.flow_idle_timeout.clone());
+        if e.enabled && e.pod_names && f.pod_labels.is_none() {
+            f.pod_labels = Some(true);
+        }
+    }
+    let enrichment = analyses.workloads.as_mut().map(|w| {
+        w.expiry.get_or_insert_with(|| e.workload_expiry.clone());
+        EnrichmentConfig {
+            mode: EnrichmentMode::Kubernetes,
+            identity_file: None,
+            namespaces: e.namespaces.clone(),
+            subnet_labels: e
+                .subnet_labels
+                .iter()
+                .map(|s| netstream_config::SubnetLabel {
+                    cidr: s.cidr.clone(),
+                    name: s.name.clone(),
+                })
+                .collect(),
+            sync_timeout: None,
+        }
+    });
+    ProcessorConfig {
+        analyses: Some(analyses),
+        enrichment,
+    }
+}
+
+/// What in `spec.analyses` the processors would refuse at start, as the condition to report.
+pub fn config_problem(sa: &StreamAnalysis) -> Option<String> {
+    let config = config(sa);
+    let analyses = config.analyses.as_ref()?;
+    if analyses.workloads.is_some() && !sa.spec.enrichment.enabled {
+        return Some(
+            "spec.analyses.workloads needs spec.enrichment.enabled: true; enable enrichment or remove workloads".into(),
+        );
+    }
+    if analyses.workloads.is_some() && analyses.flows.is_none() {
+        return Some(
+            "spec.analyses.workloads needs flows: add `flows: {}` to spec.analyses".into(),
+        );
+    }
+    if analyses.names().is_empty() {
+        return Some("spec.analyses names no analysis: add at least `flows: {}`".into());
+    }
+    config.check().err().map(|e| format!("spec.analyses: {e}"))
+}
+
+/// The ConfigMap with the processor's config file.
+pub fn config_map(sa: &StreamAnalysis) -> ConfigMap {
+    ConfigMap {
+        metadata: child_meta(sa, Component::Processor, config_map_name(sa)),
+        data: Some(BTreeMap::from([(
+            netstream_config::FILE_NAME.to_string(),
+            config(sa).to_yaml(),
+        )])),
+        ..ConfigMap::default()
+    }
+}
+
+/// A ConfigMap edit does not restart pods: the Deployment's pod template carries this hash of
+/// the file, so a changed config rolls the processors.
+pub fn config_hash(sa: &StreamAnalysis) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, config(sa).to_yaml().as_bytes());
+    digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Pod template annotation holding [`config_hash`].
+pub const CONFIG_HASH_ANNOTATION: &str = "netstream.dev/config-hash";
+
+/// Command-line arguments of `netstream-processor`: the Kafka wiring and the consumer group;
+/// everything about the analyses is in the config file.
 pub fn args(sa: &StreamAnalysis, source: &Source) -> Vec<String> {
     let mut args = kafka::wiring(&source.kafka, kafka::CONSUMER_CONFIG_FLAG).args;
     args.push("--group".into());
     args.push(consumer_group(sa));
     args.push("--metrics-addr".into());
     args.push(format!("0.0.0.0:{}", sa.spec.metrics_port));
-    if let Some(n) = sa.spec.max_flows {
-        args.push("--max-flows".into());
-        args.push(n.to_string());
-    }
-    if let Some(t) = &sa.spec.flow_idle_timeout {
-        args.push("--flow-idle-timeout".into());
-        args.push(t.clone());
-    }
-    args.extend(enrichment_args(sa));
-    args
-}
-
-/// Enrichment flags. Nothing when disabled: the processor's default is `--enrichment off`.
-pub fn enrichment_args(sa: &StreamAnalysis) -> Vec<String> {
-    let e = &sa.spec.enrichment;
-    if !e.enabled {
-        return Vec::new();
-    }
-    let mut args = vec!["--enrichment".to_string(), "kubernetes".to_string()];
-    if !e.namespaces.is_empty() {
-        args.push("--enrichment-namespaces".into());
-        args.push(e.namespaces.join(","));
-    }
-    for s in &e.subnet_labels {
-        args.push("--subnet-label".into());
-        args.push(format!("{}={}", s.cidr, s.name));
-    }
-    args.push("--workload-expiry".into());
-    args.push(e.workload_expiry.clone());
-    if e.pod_names {
-        args.push("--flow-pod-labels".into());
-    }
+    args.push("--config".into());
+    args.push(config_path());
     args
 }
 
@@ -124,11 +205,19 @@ pub fn deployment(sa: &StreamAnalysis, source: &Source, defaults: &Defaults) -> 
     let spec = &sa.spec;
     let instance = sa.name_any();
     let wiring = kafka::wiring(&source.kafka, kafka::CONSUMER_CONFIG_FLAG);
-    let mut mounts = vec![VolumeMount {
-        name: "tmp".into(),
-        mount_path: "/tmp".into(),
-        ..VolumeMount::default()
-    }];
+    let mut mounts = vec![
+        VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "config".into(),
+            mount_path: netstream_config::MOUNT_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    ];
     mounts.extend(wiring.mounts);
     let mut volumes = vec![Volume {
         // Writable scratch space despite the read-only root filesystem.
@@ -139,6 +228,14 @@ pub fn deployment(sa: &StreamAnalysis, source: &Source, defaults: &Defaults) -> 
         }),
         ..Volume::default()
     }];
+    volumes.push(Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map_name(sa),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    });
     volumes.extend(wiring.volumes);
 
     let container = Container {
@@ -189,6 +286,10 @@ pub fn deployment(sa: &StreamAnalysis, source: &Source, defaults: &Defaults) -> 
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels(Component::Processor, &instance)),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_HASH_ANNOTATION.to_string(),
+                        config_hash(sa),
+                    )])),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {

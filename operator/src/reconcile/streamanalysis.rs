@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
@@ -36,6 +36,9 @@ pub const SERVICE_MONITOR_MISSING: &str = "ServiceMonitorCrdMissing";
 pub const NAMESPACE_MISSING: &str = "EnrichmentNamespaceNotFound";
 /// Reason when `spec.enrichment.subnetLabels` holds a range that does not parse.
 pub const INVALID_SUBNET: &str = "InvalidSubnetLabel";
+
+/// Reason when `spec.analyses` holds something the processors would refuse.
+pub const INVALID_ANALYSES: &str = "InvalidAnalyses";
 
 /// Reason when the topic's partition count cannot be read from Kafka.
 pub const PARTITIONS_UNKNOWN: &str = "KafkaMetadataUnavailable";
@@ -120,16 +123,18 @@ async fn reconcile_inner(sa: &StreamAnalysis, ctx: &Context) -> Result<Action> {
         Err(p) => Err(p),
     };
 
-    let kafka =
-        match kafka.and_then(
-            |k| match super::name_problem(sa).or_else(|| invalid_subnet(sa)) {
-                Some(p) => Err(p),
-                None => Ok(k),
-            },
-        ) {
-            Ok(k) => k,
-            Err(problem) => return blocked(sa, ctx, &api, &ns, &old, problem).await,
-        };
+    let kafka = match kafka.and_then(|k| {
+        match super::name_problem(sa)
+            .or_else(|| invalid_subnet(sa))
+            .or_else(|| invalid_analyses(sa))
+        {
+            Some(p) => Err(p),
+            None => Ok(k),
+        }
+    }) {
+        Ok(k) => k,
+        Err(problem) => return blocked(sa, ctx, &api, &ns, &old, problem).await,
+    };
 
     let mut problems: Vec<Problem> = Vec::new();
     let partitions = match ctx.partitions.partitions(&ns, &kafka).await {
@@ -158,6 +163,13 @@ async fn reconcile_inner(sa: &StreamAnalysis, ctx: &Context) -> Result<Action> {
         .map_err(Error::kube(format!(
             "applying Service {}",
             processor::service_name(sa)
+        )))?;
+    let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    apply(&cm_api, &processor::config_map(sa))
+        .await
+        .map_err(Error::kube(format!(
+            "applying ConfigMap {}",
+            processor::config_map_name(sa)
         )))?;
     // Before the Deployment, so new pods start with the permissions their watches need.
     problems.extend(apply_bindings(sa, client).await?);
@@ -308,6 +320,10 @@ async fn blocked(
 /// The first `spec.enrichment.subnetLabels` entry the processor would refuse, checked with the
 /// processor's own parser (netstream-enrich): the CRD pattern checks IPv6 only for shape, and
 /// a bad range would make every processor exit at startup.
+fn invalid_analyses(sa: &StreamAnalysis) -> Option<Problem> {
+    processor::config_problem(sa).map(|m| Problem::new(INVALID_ANALYSES, m))
+}
+
 fn invalid_subnet(sa: &StreamAnalysis) -> Option<Problem> {
     let e = &sa.spec.enrichment;
     if !e.enabled {

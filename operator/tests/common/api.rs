@@ -20,6 +20,7 @@ pub const SO_BASE: &str = "/apis/keda.sh/v1alpha1/namespaces/netstream/scaledobj
 pub const TA_BASE: &str = "/apis/keda.sh/v1alpha1/namespaces/netstream/triggerauthentications";
 pub const SM_BASE: &str = "/apis/monitoring.coreos.com/v1/namespaces/netstream/servicemonitors";
 pub const SECRET_BASE: &str = "/api/v1/namespaces/netstream/secrets";
+pub const CM_BASE: &str = "/api/v1/namespaces/netstream/configmaps";
 
 /// A reconcile context whose client talks to a new fake API server.
 pub fn setup() -> (Arc<Context>, Fake) {
