@@ -125,8 +125,9 @@ impl ProcessorCollector {
             list: Vec::new(),
         };
         snap.render_into(&mut out);
-        // The direct text is what the first families would have been (an analysis writes text
-        // only for families it would otherwise push first: `flows`, the first analysis).
+        // The direct text is what the first families would have been: an analysis writes text
+        // only while nothing has gone to the list yet (`flows` and `workloads` write every
+        // family of theirs as text, the per-flow and per-series ones by hand).
         let Families { mut text, list, .. } = out;
         encode_text(&list, &mut text);
         (text, list)
@@ -250,8 +251,9 @@ mod tests {
         );
     }
 
-    /// `/metrics` writes the flow families as text directly: the same bytes as encoding the
-    /// families, plain, with workload labels and with pod labels (an escaped value included).
+    /// `/metrics` writes the flow (and workload series) families as text directly: the same
+    /// bytes as encoding the families, plain, with workload labels and with pod labels (an
+    /// escaped value included).
     #[test]
     fn direct_flow_text_equals_the_encoded_families() {
         let keys = [
@@ -294,6 +296,12 @@ mod tests {
             encode_text(&collector.collect(), &mut encoded);
             assert_eq!(direct, encoded, "mode {mode}");
             assert!(direct.contains("netstream_flow_bytes_total{"), "{direct}");
+            if mode > 0 {
+                assert!(
+                    direct.contains("netstream_workload_bytes_total{"),
+                    "{direct}"
+                );
+            }
             if mode == 2 {
                 assert!(direct.contains(",src_pod=\""), "{direct}");
             }

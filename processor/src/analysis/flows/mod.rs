@@ -3,7 +3,7 @@
 //!
 //! `--max-flows` bounds the sum of the partitions' tables: each gets an equal share, re-split
 //! when the assignment changes (records are keyed by flow hash, so partitions hold similar
-//! numbers of flows). Idle and capacity evictions are counted per table; a revoked partition's
+//! numbers of flows), over every lane's tables (`--threads`: the lanes share the count). Idle and capacity evictions are counted per table; a revoked partition's
 //! flows are counted as `revoked` and its table's evictions kept in the totals.
 //!
 //! The flow's initiator, which the table knows, is noted on the packet for later analyses
@@ -12,11 +12,14 @@
 pub mod api;
 pub mod table;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use netstream_runtime::metrics::{
-    FamilyDef, escape_into, pair, pair_owned, write_header, write_uint, write_value,
+    FamilyDef, encode_text, pair, pair_owned, write_header, write_value,
 };
 use netstream_wire::{Endpoint, KeyKind};
-use prometheus::proto::Metric;
+use prometheus::proto::{Metric, MetricFamily};
 
 use crate::analysis::workloads::EnrichmentSnapshot;
 use crate::analysis::{Analysis, Families, Packet, Snapshots, Verdict};
@@ -118,6 +121,12 @@ pub struct Flows {
     retired: [u64; EvictReason::ALL.len()],
     /// For `Collector::desc` only (the rendered labels follow the snapshot).
     label_mode: FlowLabelMode,
+    /// Tables over every lane (one counter shared by each lane's `flows`): `max_flows` is the
+    /// processor's, split over all of them whichever lane holds them.
+    all_tables: Arc<AtomicUsize>,
+    /// This lane's share of `all_tables`, and the total the tables were last split for.
+    own_tables: usize,
+    split_for: usize,
 }
 
 impl Flows {
@@ -130,6 +139,24 @@ impl Flows {
             idle_ticks,
             retired: [0; EvictReason::ALL.len()],
             label_mode: FlowLabelMode::Plain,
+            all_tables: Arc::new(AtomicUsize::new(0)),
+            own_tables: 0,
+            split_for: 0,
+        }
+    }
+
+    /// Shares `max_flows` with the `flows` of other lanes that hold the same counter.
+    pub fn with_shared_tables(mut self, all_tables: Arc<AtomicUsize>) -> Self {
+        self.all_tables = all_tables;
+        self
+    }
+
+    fn split(&mut self, tables: &mut [FlowTable], now: u32) {
+        let total = self.all_tables.load(Ordering::Relaxed).max(tables.len());
+        self.split_for = total;
+        let share = (self.max_flows / total.max(1)).max(1);
+        for t in tables {
+            t.set_max_flows(share, now);
         }
     }
 
@@ -137,11 +164,6 @@ impl Flows {
     pub fn with_label_mode(mut self, mode: FlowLabelMode) -> Self {
         self.label_mode = mode;
         self
-    }
-
-    /// The `--max-flows` share of one of `shards` tables.
-    fn share(&self, shards: usize) -> usize {
-        (self.max_flows / shards.max(1)).max(1)
     }
 
     /// Flows evicted for `reason` by `shards` and the tables already dropped.
@@ -170,13 +192,22 @@ impl Analysis for Flows {
     }
 
     fn shards_changed(&mut self, tables: &mut [FlowTable], now: u32) {
-        let share = self.share(tables.len());
-        for t in tables {
-            t.set_max_flows(share, now);
+        if tables.len() >= self.own_tables {
+            self.all_tables
+                .fetch_add(tables.len() - self.own_tables, Ordering::Relaxed);
+        } else {
+            self.all_tables
+                .fetch_sub(self.own_tables - tables.len(), Ordering::Relaxed);
         }
+        self.own_tables = tables.len();
+        self.split(tables, now);
     }
 
     fn tick(&mut self, tables: &mut [FlowTable], now: u32) {
+        // Another lane gained or lost a table: this lane's share changed too.
+        if self.all_tables.load(Ordering::Relaxed) != self.split_for {
+            self.split(tables, now);
+        }
         for t in tables {
             t.evict_idle(now);
         }
@@ -190,19 +221,29 @@ impl Analysis for Flows {
         table.len()
     }
 
+    /// Accumulates: with several lanes each adds its flows and totals.
     fn snapshot(&self, tables: &[FlowTable], _earlier: &Snapshots, into: &mut FlowsSnapshot) {
-        let mut flows = Vec::with_capacity(tables.iter().map(FlowTable::len).sum());
+        into.flows.reserve(tables.iter().map(FlowTable::len).sum());
         for t in tables {
-            flows.extend_from_slice(t.entries());
+            into.flows.extend_from_slice(t.entries());
         }
-        into.flows = flows;
-        into.protocols = self.protocols.seen().collect();
-        into.evicted = EvictReason::ALL.map(|r| (r.as_str(), self.evicted(tables, r)));
+        for (protocol, t) in self.protocols.seen() {
+            match into.protocols.iter_mut().find(|(p, _)| *p == protocol) {
+                Some((_, sum)) => {
+                    sum.packets += t.packets;
+                    sum.bytes += t.bytes;
+                }
+                None => into.protocols.push((protocol, t)),
+            }
+        }
+        for (slot, r) in into.evicted.iter_mut().zip(EvictReason::ALL) {
+            *slot = (r.as_str(), slot.1 + self.evicted(tables, r));
+        }
     }
 
     fn families(snap: &FlowsSnapshot, all: &Snapshots, out: &mut Families) {
         let enrichment = all.get::<EnrichmentSnapshot>();
-        if out.direct {
+        if writes_text(out) {
             snap.write_flow_families(enrichment, &mut out.text);
         } else {
             out.push(FLOW_PACKETS_DEF.family(snap.flow_family(enrichment, |e| e.packets)));
@@ -216,10 +257,10 @@ impl Analysis for Flows {
                     .collect(),
             )
         };
-        out.push(proto(&PROTOCOL_PACKETS_DEF, |t| t.packets));
-        out.push(proto(&PROTOCOL_BYTES_DEF, |t| t.bytes));
-        out.push(FLOWS_ACTIVE_DEF.single(snap.flows.len() as f64));
-        out.push(FLOWS_EVICTED_DEF.by(&snap.evicted));
+        emit(out, proto(&PROTOCOL_PACKETS_DEF, |t| t.packets));
+        emit(out, proto(&PROTOCOL_BYTES_DEF, |t| t.bytes));
+        emit(out, FLOWS_ACTIVE_DEF.single(snap.flows.len() as f64));
+        emit(out, FLOWS_EVICTED_DEF.by(&snap.evicted));
     }
 
     fn defs(&self) -> Vec<FamilyDef> {
@@ -297,10 +338,19 @@ impl FlowsSnapshot {
     /// [`flow_family`](Self::flow_family), straight from the snapshot: no `LabelPair` strings
     /// per flow (9 to 11 allocations per sample, 2 samples per flow), which was most of the
     /// render time at 100k flows.
+    ///
+    /// A flow's label block (`{...}`, the same in both families) is formatted once, for
+    /// `netstream_flow_packets_total`, and copied for `netstream_flow_bytes_total`; identity
+    /// labels are one copy per flow end of text escaped once per workload (`FlowIdentity` of
+    /// `workloads`), not a hash lookup and an escape per label. `/metrics` at 100k flows
+    /// (`benches/enrichment.rs`, 2-core VM): with workload labels 120 -> 50-58 ms
+    /// (`render/100k_flows_on`), without 30 -> 11-15 ms (`render/100k_flows_off`); about half
+    /// of what is left is the kernel faulting in the fresh output buffer (52 MB, 25 MB).
     fn write_flow_families(&self, enrichment: Option<&EnrichmentSnapshot>, out: &mut String) {
         if self.flows.is_empty() {
             return;
         }
+        let identity = enrichment.map(EnrichmentSnapshot::flow_identity_text);
         // Bytes per flow (both families) with room to spare: regrowing copies tens of MB.
         let per_flow = if enrichment.is_some() {
             2 * 300
@@ -308,37 +358,103 @@ impl FlowsSnapshot {
             2 * 140
         };
         out.reserve(self.flows.len() * per_flow);
-        type Value = fn(&FlowEntry) -> u64;
-        let defs: [(&FamilyDef, Value); 2] = [
-            (&FLOW_PACKETS_DEF, |e| e.packets),
-            (&FLOW_BYTES_DEF, |e| e.bytes),
-        ];
-        for (def, value) in defs {
-            write_header(def, out);
-            for (i, e) in self.flows.iter().enumerate() {
-                let (src, dst) = e.src_dst();
-                let kind = e.key.kind();
-                out.push_str(def.name);
-                out.push_str("{protocol=\"");
-                escape_into(e.key.protocol_name(), true, out);
-                out.push_str("\",src_addr=\"");
-                write_addr(kind, src, out);
-                out.push_str("\",src_port=\"");
-                write_uint(u64::from(src.port), out);
-                out.push_str("\",dst_addr=\"");
-                write_addr(kind, dst, out);
-                out.push_str("\",dst_port=\"");
-                write_uint(u64::from(dst.port), out);
-                out.push('"');
-                if let Some(en) = enrichment {
-                    en.write_flow_identity(i, out);
-                }
-                out.push_str("} ");
-                write_value(value(e) as f64, out);
-                out.push('\n');
+        // Where each flow's label block is in the first family, for the second.
+        let mut blocks: Vec<(usize, usize)> = Vec::with_capacity(self.flows.len());
+        write_header(&FLOW_PACKETS_DEF, out);
+        for (i, e) in self.flows.iter().enumerate() {
+            out.push_str(FLOW_PACKETS);
+            let start = out.len();
+            let (src, dst) = e.src_dst();
+            let kind = e.key.kind();
+            out.push_str("{protocol=\"");
+            // A fixed lower-case name: nothing to escape (`protocol_names_need_no_escaping`).
+            out.push_str(e.key.protocol_name());
+            out.push_str("\",src_addr=\"");
+            write_addr(kind, src, out);
+            out.push_str("\",src_port=\"");
+            push_uint(u64::from(src.port), out);
+            out.push_str("\",dst_addr=\"");
+            write_addr(kind, dst, out);
+            out.push_str("\",dst_port=\"");
+            push_uint(u64::from(dst.port), out);
+            out.push('"');
+            if let Some(id) = &identity {
+                id.write(i, out);
             }
+            out.push('}');
+            blocks.push((start, out.len()));
+            out.push(' ');
+            push_count(e.packets, out);
+            out.push('\n');
+        }
+        write_header(&FLOW_BYTES_DEF, out);
+        for (e, &(start, end)) in self.flows.iter().zip(&blocks) {
+            out.push_str(FLOW_BYTES);
+            out.extend_from_within(start..end);
+            out.push(' ');
+            push_count(e.bytes, out);
+            out.push('\n');
         }
     }
+}
+
+/// Whether an analysis writes its families to `out.text`: when the caller wants text and
+/// everything before went to text too (the text comes first in the output, so the order of
+/// the families stays what the list would have had).
+pub(crate) fn writes_text(out: &Families) -> bool {
+    out.direct && out.list.is_empty()
+}
+
+/// Adds `family`: encoded into `out.text` while [`writes_text`], else to the list. (A family
+/// without samples is left out either way.)
+pub(crate) fn emit(out: &mut Families, family: MetricFamily) {
+    if writes_text(out) {
+        encode_text(std::slice::from_ref(&family), &mut out.text);
+    } else {
+        out.push(family);
+    }
+}
+
+/// Decimal digits of `v`, the bytes of `netstream_runtime::metrics::write_uint` (which checks
+/// its digits as UTF-8 per number: a tenth of the per-flow render).
+#[inline]
+pub(crate) fn push_uint(mut v: u64, out: &mut String) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for &d in &buf[i..] {
+        out.push(char::from(d));
+    }
+}
+
+/// A counter sample's value: what `write_value(v as f64)` writes (digits below 9e15, where
+/// `v as f64` is exact).
+#[inline]
+pub(crate) fn push_count(v: u64, out: &mut String) {
+    if v < 9_000_000_000_000_000 {
+        push_uint(v, out);
+    } else {
+        write_value(v as f64, out);
+    }
+}
+
+/// One IPv4 octet in decimal.
+#[inline]
+fn push_octet(v: u8, out: &mut String) {
+    if v >= 100 {
+        out.push(char::from(b'0' + v / 100));
+    }
+    if v >= 10 {
+        out.push(char::from(b'0' + v / 10 % 10));
+    }
+    out.push(char::from(b'0' + v % 10));
 }
 
 /// The address as `Ipv4Addr`/`Ipv6Addr` display it; IPv4 by hand (most flows, and
@@ -350,12 +466,14 @@ pub fn write_addr(kind: KeyKind, e: &Endpoint, out: &mut String) {
             let _ = write!(out, "{}", std::net::Ipv6Addr::from(e.addr));
         }
         _ => {
-            for (i, &octet) in e.addr[..4].iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                write_uint(u64::from(octet), out);
-            }
+            let [a, b, c, d, ..] = e.addr;
+            push_octet(a, out);
+            out.push('.');
+            push_octet(b, out);
+            out.push('.');
+            push_octet(c, out);
+            out.push('.');
+            push_octet(d, out);
         }
     }
 }
@@ -377,4 +495,50 @@ fn flow_label_values(e: &FlowEntry) -> [String; 5] {
         addr_string(kind, dst),
         dst.port.to_string(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netstream_runtime::metrics::{escape_into, write_uint};
+
+    #[test]
+    fn hand_written_numbers_and_addresses_are_what_the_encoder_writes() {
+        let mut values = vec![0, 1, 9, 10, 99, 100, 65_535, 1_000_000_007, u64::MAX];
+        values.extend([9_000_000_000_000_000 - 1, 9_000_000_000_000_000, 1 << 53]);
+        for v in values {
+            let (mut ours, mut theirs) = (String::new(), String::new());
+            push_count(v, &mut ours);
+            write_value(v as f64, &mut theirs);
+            assert_eq!(ours, theirs, "{v}");
+            if v < 9_000_000_000_000_000 {
+                let (mut a, mut b) = (String::new(), String::new());
+                push_uint(v, &mut a);
+                write_uint(v, &mut b);
+                assert_eq!(a, b);
+            }
+        }
+        for addr in [
+            [0, 0, 0, 0],
+            [255, 255, 255, 255],
+            [10, 0, 100, 9],
+            [1, 20, 3, 199],
+        ] {
+            let e = Endpoint::v4(addr, 0);
+            assert_eq!(
+                addr_string(KeyKind::Ipv4, &e),
+                std::net::Ipv4Addr::from(addr).to_string()
+            );
+        }
+    }
+
+    #[test]
+    fn protocol_names_need_no_escaping() {
+        for p in 0..=255u8 {
+            let name = netstream_wire::protocol::ip_proto_name(p);
+            let mut escaped = String::new();
+            escape_into(name, true, &mut escaped);
+            assert_eq!(escaped, name);
+        }
+    }
 }

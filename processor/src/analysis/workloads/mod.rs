@@ -13,15 +13,18 @@ pub mod enrichment;
 pub mod identity;
 pub mod table;
 
-use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use netstream_enrich::{MemberId, Resolved, Resource, WorkloadId};
-use netstream_runtime::metrics::{FamilyDef, escape_into, pair, pair_owned, sample};
+use netstream_runtime::metrics::{FamilyDef, escape_into, pair, pair_owned, sample, write_header};
 use netstream_wire::KeyKind;
+use netstream_wire::protocol::ip_proto_name;
 use prometheus::proto::{LabelPair, Metric, MetricType};
 
 use crate::analysis::flows::table::FlowEntry;
-use crate::analysis::flows::{FlowLabelMode, FlowsSnapshot};
+use crate::analysis::flows::{
+    FlowLabelMode, FlowsSnapshot, emit, push_count, push_uint, writes_text,
+};
 use crate::analysis::{Analysis, Families, Packet, Snapshots, Verdict};
 use enrichment::{Enrichment, OwnedLabels};
 use table::{RemoveReason, SeriesCounts, SeriesKey};
@@ -176,8 +179,12 @@ impl Analysis for Workloads {
     }
 
     fn families(snap: &EnrichmentSnapshot, _: &Snapshots, out: &mut Families) {
-        for (def, metrics) in FAMILIES.iter().zip(snap.families()) {
-            out.push(def.family(metrics));
+        let text = writes_text(out);
+        if text {
+            snap.write_series_families(&mut out.text);
+        }
+        for (def, metrics) in FAMILIES.iter().zip(snap.families(!text)) {
+            emit(out, def.family(metrics));
         }
     }
 
@@ -188,13 +195,20 @@ impl Analysis for Workloads {
 
 /// The enrichment's part of a snapshot: ids resolved under the lock, names copied once per
 /// distinct workload (and pod), rendered after the lock is released.
+///
+/// Names are kept by id in a `Vec` (workload and member ids are the index's dense slot
+/// numbers, and only ids the index names are stored, so it is no longer than the index's own
+/// tables): under the lock a flow end costs a bounds check, not a hash lookup.
 #[derive(Debug, Clone, Default)]
 pub struct EnrichmentSnapshot {
     pub flow_labels: FlowLabelMode,
     /// `(src, dst)` of each flow of the `flows` snapshot, resolved at the flow's last capture time.
     pub flow_ids: Vec<[Resolved; 2]>,
-    pub workloads: HashMap<WorkloadId, OwnedLabels>,
-    pub pods: HashMap<MemberId, Box<str>>,
+    /// The names of the workloads the flows and series refer to, by `WorkloadId.0` (`None`:
+    /// not named by the index, rendered as `external`).
+    workloads: Vec<Option<OwnedLabels>>,
+    /// Pod names by `MemberId.0` (with `--flow-pod-labels` only; `None`: not a pod).
+    pods: Vec<Option<Box<str>>>,
     pub series: Vec<(SeriesKey, SeriesCounts)>,
     pub expired: u64,
     pub evicted_capacity: u64,
@@ -206,40 +220,52 @@ pub struct EnrichmentSnapshot {
     pub updates: u64,
     /// `(resource, events, errors, restarts)`.
     pub watch: Vec<(&'static str, u64, u64, u64)>,
+    /// The names as escaped label text, made on first use by the text renderer.
+    text: OnceLock<LabelText>,
+}
+
+/// `slots[i]`, growing `slots` to hold it.
+fn slot<T>(slots: &mut Vec<Option<T>>, i: usize) -> &mut Option<T> {
+    if i >= slots.len() {
+        slots.resize_with(i + 1, || None);
+    }
+    &mut slots[i]
 }
 
 impl EnrichmentSnapshot {
     /// Copies what the families need; called under the lock.
     pub fn take(e: &Enrichment, flows: &[FlowEntry]) -> EnrichmentSnapshot {
         let flow_labels = e.flow_label_mode();
-        let mut workloads: HashMap<WorkloadId, OwnedLabels> = HashMap::new();
-        let mut pods: HashMap<MemberId, Box<str>> = HashMap::new();
-        let name = |r: &Resolved, workloads: &mut HashMap<WorkloadId, OwnedLabels>| {
-            workloads
-                .entry(r.workload)
-                .or_insert_with(|| OwnedLabels::of(e.index.workload(r.workload)));
+        let with_pods = flow_labels == FlowLabelMode::Pods;
+        let mut workloads: Vec<Option<OwnedLabels>> = Vec::new();
+        let mut pods: Vec<Option<Box<str>>> = Vec::new();
+        let name = |id: WorkloadId, workloads: &mut Vec<Option<OwnedLabels>>| {
+            if workloads.get(id.0 as usize).is_some_and(Option::is_some) {
+                return;
+            }
+            if let Some(w) = e.index.workload(id) {
+                *slot(workloads, id.0 as usize) = Some(OwnedLabels::of(Some(w)));
+            }
         };
-        let flow_ids: Vec<[Resolved; 2]> = flows
-            .iter()
-            .map(|f| e.resolve_key(&f.key, f.initiator_is_b(), f.last_ns))
-            .collect();
-        for ids in &flow_ids {
-            for r in ids {
-                name(r, &mut workloads);
-                if flow_labels == FlowLabelMode::Pods {
-                    pods.entry(r.member)
-                        .or_insert_with(|| e.pod_name(r.member).into());
+        let mut flow_ids: Vec<[Resolved; 2]> = Vec::with_capacity(flows.len());
+        for f in flows {
+            let ids = e.resolve_key(&f.key, f.initiator_is_b(), f.last_ns);
+            for r in &ids {
+                name(r.workload, &mut workloads);
+                if with_pods && !pods.get(r.member.0 as usize).is_some_and(Option::is_some) {
+                    let pod = e.pod_name(r.member);
+                    if !pod.is_empty() {
+                        *slot(&mut pods, r.member.0 as usize) = Some(pod.into());
+                    }
                 }
             }
+            flow_ids.push(ids);
         }
         let series: Vec<(SeriesKey, SeriesCounts)> =
             e.series.iter().map(|(k, c)| (*k, *c)).collect();
         for (k, _) in &series {
-            for id in [k.src, k.dst] {
-                workloads
-                    .entry(id)
-                    .or_insert_with(|| OwnedLabels::of(e.index.workload(id)));
-            }
+            name(k.src, &mut workloads);
+            name(k.dst, &mut workloads);
         }
         let stats = e.index.stats();
         EnrichmentSnapshot {
@@ -266,18 +292,22 @@ impl EnrichmentSnapshot {
                     )
                 })
                 .collect(),
+            text: OnceLock::new(),
         }
     }
 
     fn names(&self, id: WorkloadId) -> (&str, &str, &'static str) {
-        match self.workloads.get(&id) {
-            Some(l) => (&l.namespace, &l.workload, l.kind),
-            None => enrichment::EXTERNAL_LABELS,
+        match self.workloads.get(id.0 as usize) {
+            Some(Some(l)) => (&l.namespace, &l.workload, l.kind),
+            _ => enrichment::EXTERNAL_LABELS,
         }
     }
 
     fn pod(&self, id: MemberId) -> &str {
-        self.pods.get(&id).map(|p| &**p).unwrap_or("")
+        match self.pods.get(id.0 as usize) {
+            Some(Some(p)) => p,
+            _ => "",
+        }
     }
 
     /// The identity label values of flow `i`, after the five base labels.
@@ -310,10 +340,7 @@ impl EnrichmentSnapshot {
                     pair("dst_namespace", dns),
                     pair("dst_workload", dw),
                     pair("dst_kind", dk),
-                    pair(
-                        "protocol",
-                        netstream_wire::protocol::ip_proto_name(k.protocol),
-                    ),
+                    pair("protocol", ip_proto_name(k.protocol)),
                     pair_owned("dst_port", k.dst_port.to_string()),
                 ];
                 sample(labels, value(c) as f64, false)
@@ -321,7 +348,9 @@ impl EnrichmentSnapshot {
             .collect()
     }
 
-    fn families(&self) -> [Vec<Metric>; 13] {
+    /// Every family's samples; the two series families only `with_series` (else they are
+    /// written as text, [`write_series_families`](Self::write_series_families)).
+    fn families(&self, with_series: bool) -> [Vec<Metric>; 13] {
         let by = |label: &str, values: &[(&'static str, u64)]| {
             values
                 .iter()
@@ -333,9 +362,16 @@ impl EnrichmentSnapshot {
             by("resource", &v)
         };
         let gauge = |v: f64| vec![sample(Vec::new(), v, true)];
+        let series = |value: fn(&SeriesCounts) -> u64| {
+            if with_series {
+                self.series_family(value)
+            } else {
+                Vec::new()
+            }
+        };
         [
-            self.series_family(|c| c.packets),
-            self.series_family(|c| c.bytes),
+            series(|c| c.packets),
+            series(|c| c.bytes),
             gauge(self.series.len() as f64),
             vec![sample(Vec::new(), self.expired as f64, false)],
             by("reason", &[("capacity", self.evicted_capacity)]),
@@ -353,31 +389,199 @@ impl EnrichmentSnapshot {
             watch(|w| w.3),
         ]
     }
+
+    fn label_text(&self) -> &LabelText {
+        self.text.get_or_init(|| LabelText::of(self))
+    }
+
+    /// What the text renderer of `flows` needs for the identity labels of its flows.
+    pub(crate) fn flow_identity_text(&self) -> FlowIdentity<'_> {
+        FlowIdentity {
+            ids: &self.flow_ids,
+            text: self.label_text(),
+            pods: self.flow_labels == FlowLabelMode::Pods,
+        }
+    }
+
+    /// Both workload series families in the text format, byte for byte what the encoder
+    /// writes for [`series_family`](Self::series_family): each end's labels one copy of text
+    /// escaped once per workload, the label block formatted once for both families.
+    fn write_series_families(&self, out: &mut String) {
+        if self.series.is_empty() {
+            return;
+        }
+        let text = self.label_text();
+        out.reserve(self.series.len() * 2 * 240);
+        let mut blocks: Vec<(usize, usize)> = Vec::with_capacity(self.series.len());
+        let [packets, bytes, ..] = &FAMILIES;
+        write_header(packets, out);
+        for (k, c) in &self.series {
+            out.push_str(packets.name);
+            let start = out.len();
+            out.push_str(text.get(text.workload(k.src)[SERIES_SRC]));
+            out.push_str(text.get(text.workload(k.dst)[SERIES_DST]));
+            out.push_str(",protocol=\"");
+            // A fixed lower-case name: nothing to escape.
+            out.push_str(ip_proto_name(k.protocol));
+            out.push_str("\",dst_port=\"");
+            push_uint(u64::from(k.dst_port), out);
+            out.push_str("\"}");
+            blocks.push((start, out.len()));
+            out.push(' ');
+            push_count(c.packets, out);
+            out.push('\n');
+        }
+        write_header(bytes, out);
+        for ((_, c), &(start, end)) in self.series.iter().zip(&blocks) {
+            out.push_str(bytes.name);
+            out.extend_from_within(start..end);
+            out.push(' ');
+            push_count(c.bytes, out);
+            out.push('\n');
+        }
+    }
 }
 
-impl EnrichmentSnapshot {
-    /// The identity labels of flow `i` as text, after a leading comma (see
-    /// [`flow_identity`](Self::flow_identity)).
-    pub(crate) fn write_flow_identity(&self, i: usize, out: &mut String) {
-        let Some([src, dst]) = self.flow_ids.get(i) else {
+/// A fragment of label text: `LabelText::text[start..end]`.
+type Span = (usize, usize);
+
+/// Which fragment of a workload's [`LabelText`].
+const FLOW_SRC: usize = 0;
+const FLOW_DST: usize = 1;
+const SERIES_SRC: usize = 2;
+const SERIES_DST: usize = 3;
+
+/// The snapshot's names as escaped label text, each written once per render: a flow end (or a
+/// series end) is then one copy instead of a name lookup and an escape per label value (at
+/// 100k flows, 400k labels from ~100 distinct values).
+#[derive(Debug, Clone, Default)]
+struct LabelText {
+    text: String,
+    /// Per `WorkloadId.0`: `,src_namespace="..",src_workload=".."` (flows, `FLOW_SRC`), the
+    /// same with `dst_` (`FLOW_DST`), `{src_namespace="..",src_workload="..",src_kind=".."`
+    /// (series, `SERIES_SRC`) and `,dst_namespace="..",dst_workload="..",dst_kind=".."`
+    /// (`SERIES_DST`).
+    workloads: Vec<[Span; 4]>,
+    /// The fragments of `external` (and of any id the snapshot does not name).
+    external: [Span; 4],
+    /// Per `MemberId.0`: `,src_pod=".."` and `,dst_pod=".."`.
+    pods: Vec<[Span; 2]>,
+    /// `,src_pod=""` and `,dst_pod=""`.
+    no_pod: [Span; 2],
+}
+
+impl LabelText {
+    fn of(snap: &EnrichmentSnapshot) -> LabelText {
+        let mut t = LabelText::default();
+        let external = t.add_workload(enrichment::EXTERNAL_LABELS);
+        let workloads = snap
+            .workloads
+            .iter()
+            .map(|l| match l {
+                Some(l) => t.add_workload((&l.namespace, &l.workload, l.kind)),
+                None => external,
+            })
+            .collect();
+        let no_pod = t.add_pod("");
+        let pods = snap
+            .pods
+            .iter()
+            .map(|p| match p {
+                Some(p) => t.add_pod(p),
+                None => no_pod,
+            })
+            .collect();
+        LabelText {
+            workloads,
+            external,
+            pods,
+            no_pod,
+            ..t
+        }
+    }
+
+    /// Writes `labels` as (`name`, value) pairs after `open` and returns the span.
+    fn add(&mut self, open: &str, labels: &[(&str, &str)]) -> Span {
+        let start = self.text.len();
+        self.text.push_str(open);
+        for (i, (name, value)) in labels.iter().enumerate() {
+            if i > 0 {
+                self.text.push(',');
+            }
+            self.text.push_str(name);
+            self.text.push_str("=\"");
+            escape_into(value, true, &mut self.text);
+            self.text.push('"');
+        }
+        (start, self.text.len())
+    }
+
+    fn add_workload(&mut self, (ns, w, kind): enrichment::IdentityLabels<'_>) -> [Span; 4] {
+        [
+            self.add(",", &[("src_namespace", ns), ("src_workload", w)]),
+            self.add(",", &[("dst_namespace", ns), ("dst_workload", w)]),
+            self.add(
+                "{",
+                &[
+                    ("src_namespace", ns),
+                    ("src_workload", w),
+                    ("src_kind", kind),
+                ],
+            ),
+            self.add(
+                ",",
+                &[
+                    ("dst_namespace", ns),
+                    ("dst_workload", w),
+                    ("dst_kind", kind),
+                ],
+            ),
+        ]
+    }
+
+    fn add_pod(&mut self, pod: &str) -> [Span; 2] {
+        [
+            self.add(",", &[("src_pod", pod)]),
+            self.add(",", &[("dst_pod", pod)]),
+        ]
+    }
+
+    #[inline]
+    fn workload(&self, id: WorkloadId) -> &[Span; 4] {
+        self.workloads.get(id.0 as usize).unwrap_or(&self.external)
+    }
+
+    #[inline]
+    fn pod(&self, id: MemberId) -> &[Span; 2] {
+        self.pods.get(id.0 as usize).unwrap_or(&self.no_pod)
+    }
+
+    #[inline]
+    fn get(&self, (start, end): Span) -> &str {
+        &self.text[start..end]
+    }
+}
+
+/// The identity labels of the flows of a snapshot, as text (see [`EnrichmentSnapshot::flow_identity`]).
+pub(crate) struct FlowIdentity<'a> {
+    ids: &'a [[Resolved; 2]],
+    text: &'a LabelText,
+    pods: bool,
+}
+
+impl FlowIdentity<'_> {
+    /// The identity labels of flow `i`, after a leading comma.
+    #[inline]
+    pub(crate) fn write(&self, i: usize, out: &mut String) {
+        let Some([src, dst]) = self.ids.get(i) else {
             return;
         };
-        let (sns, sw, _) = self.names(src.workload);
-        let (dns, dw, _) = self.names(dst.workload);
-        let mut label = |name: &str, value: &str| {
-            out.push(',');
-            out.push_str(name);
-            out.push_str("=\"");
-            escape_into(value, true, out);
-            out.push('"');
-        };
-        label("src_namespace", sns);
-        label("src_workload", sw);
-        label("dst_namespace", dns);
-        label("dst_workload", dw);
-        if self.flow_labels == FlowLabelMode::Pods {
-            label("src_pod", self.pod(src.member));
-            label("dst_pod", self.pod(dst.member));
+        let t = self.text;
+        out.push_str(t.get(t.workload(src.workload)[FLOW_SRC]));
+        out.push_str(t.get(t.workload(dst.workload)[FLOW_DST]));
+        if self.pods {
+            out.push_str(t.get(t.pod(src.member)[0]));
+            out.push_str(t.get(t.pod(dst.member)[1]));
         }
     }
 }
