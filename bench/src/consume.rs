@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use netstream_processor::analysis::registry::{self, Setup};
 use netstream_processor::clock::Clock;
 use netstream_processor::consume::{self, ConsumeContext, LoopOptions};
 use netstream_processor::engine::Engine;
@@ -82,20 +83,26 @@ fn bare(brokers: &str, topic: &str, group: &str, n: u64, limit: Duration) -> any
     })
 }
 
-/// The processor's consume loop, in a thread, as `main.rs` wires it (no branch topics).
+/// The processor's consume loop, in a thread, as `main.rs` wires it (no branch topics), on
+/// `lanes` lanes (`--threads`).
 fn processor(
     brokers: &str,
     topic: &str,
     group: &str,
     n: u64,
     limit: Duration,
+    lanes: usize,
 ) -> anyhow::Result<Timed> {
     let user = vec![("session.timeout.ms".to_string(), SESSION_MS.to_string())];
     let config = consume::consumer_config(brokers, group, &user, false, |_| None)?;
-    let shared = Arc::new(Shared::new(Engine::flows(
-        100_000,
-        Clock::ticks(Duration::from_secs(300)),
-    )));
+    let mut setup = Setup::new(100_000, Clock::ticks(Duration::from_secs(300)));
+    let mut engines = Vec::with_capacity(lanes);
+    for _ in 0..lanes {
+        let hosts = registry::build(registry::ANALYSES, &["flows".to_string()], &mut setup)
+            .map_err(anyhow::Error::msg)?;
+        engines.push(Engine::new(hosts));
+    }
+    let shared = Arc::new(Shared::with_lanes(engines));
     let health = Health::new();
     let stop = AtomicBool::new(false);
     let heartbeat = AtomicU64::new(0);
@@ -227,6 +234,7 @@ pub fn main(o: &Opts) -> anyhow::Result<Value> {
         "processor",
         "python_confluent",
         "quixstreams",
+        "processor_threads_2",
     ];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut joins: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
@@ -269,7 +277,8 @@ pub fn main(o: &Opts) -> anyhow::Result<Value> {
             let group = format!("{}-{round}", names[which]);
             let r = match which {
                 0 => bare(&brokers, &topic, &group, n, limit),
-                1 => processor(&brokers, &topic, &group, n, limit),
+                1 => processor(&brokers, &topic, &group, n, limit, 1),
+                4 => processor(&brokers, &topic, &group, n, limit, 2),
                 2 => python(
                     python_bin.unwrap_or("python3"),
                     &format!("{peers}/confluent_count.py"),
@@ -279,7 +288,7 @@ pub fn main(o: &Opts) -> anyhow::Result<Value> {
                     py_n,
                     limit,
                 ),
-                _ => python(
+                3 => python(
                     python_bin.unwrap_or("python3"),
                     &format!("{peers}/quix_count.py"),
                     &brokers,
@@ -288,6 +297,7 @@ pub fn main(o: &Opts) -> anyhow::Result<Value> {
                     quix_n,
                     limit,
                 ),
+                _ => unreachable!("one arm per name"),
             };
             match r {
                 Ok(t) => {
@@ -301,7 +311,7 @@ pub fn main(o: &Opts) -> anyhow::Result<Value> {
                 Err(e) => {
                     eprintln!("round {round}: {} failed: {e:#}", names[which]);
                     // The Python peers are skipped after a failure; the Rust ones are the point.
-                    if which >= 2 || only.is_some() {
+                    if which == 2 || which == 3 || only.is_some() {
                         errors[which] = Some(format!("{e:#}"));
                     } else {
                         return Err(e);

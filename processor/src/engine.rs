@@ -241,10 +241,15 @@ impl Engine {
     /// Every analysis' snapshot (copied under the caller's lock; rendered after it).
     pub fn snapshot(&self) -> Snapshots {
         let mut snaps = Snapshots::default();
-        for h in &self.hosts {
-            h.snapshot(&mut snaps);
-        }
+        self.snapshot_into(&mut snaps);
         snaps
+    }
+
+    /// Adds this engine's state to `snaps` (one lane's share of a snapshot over all lanes).
+    pub fn snapshot_into(&self, snaps: &mut Snapshots) {
+        for h in &self.hosts {
+            h.snapshot(snaps);
+        }
     }
 
     /// Every family the analyses may write.
@@ -306,6 +311,37 @@ mod tests {
             Endpoint::v4([10, 0, 1, 2], 2),
         )
         .0
+    }
+
+    /// Lanes built from one setup split `--max-flows` over all their tables, and a lane
+    /// re-splits at its next tick when another lane's tables change.
+    #[test]
+    fn lanes_share_the_flow_budget() {
+        use crate::analysis::flows::Flows;
+        let mut setup = registry::Setup::new(120, 0);
+        let names = ["flows".to_string()];
+        let mut a = Engine::new(registry::build(registry::ANALYSES, &names, &mut setup).unwrap());
+        let mut b = Engine::new(registry::build(registry::ANALYSES, &names, &mut setup).unwrap());
+        let v = value(Direction::AToB, 100);
+        let caps = |e: &Engine| -> Vec<usize> {
+            e.host::<Flows>()
+                .unwrap()
+                .shards
+                .iter()
+                .map(|t| t.max_flows())
+                .collect()
+        };
+        a.record(0, Some(&udp(1).to_vec()), Some(&v), 0).unwrap();
+        assert_eq!(caps(&a), [120]);
+        for p in 1..=3 {
+            b.record(p, Some(&udp(1).to_vec()), Some(&v), 0).unwrap();
+        }
+        assert_eq!(caps(&b), [30, 30, 30], "4 tables over both lanes");
+        a.maintain(1);
+        assert_eq!(caps(&a), [30], "re-split at the tick");
+        b.revoke(&[1, 2, 3]);
+        a.maintain(2);
+        assert_eq!(caps(&a), [120]);
     }
 
     #[test]

@@ -11,11 +11,12 @@
 //! - [`analysis`]: the [`analysis::Analysis`] trait and the analyses, one folder each, listed in
 //!   [`analysis::registry`]: [`analysis::flows`], [`analysis::workloads`] (Kubernetes
 //!   enrichment), [`analysis::branch`].
-//! - [`state`]: what the consumer thread shares with the HTTP side; [`clock`]: its ticks.
+//! - [`state`]: the lanes (one engine each, `--threads`) the consuming threads share with the
+//!   HTTP side; [`clock`]: their ticks.
 //! - [`collector`]: `/metrics`: the engine's own families and every analysis' families, rendered
 //!   at scrape time from snapshots.
 //! - [`api`]: what the analyses' `/api/v1/...` routes share, and `/metrics`.
-//! - [`consume`]: the consumer group loop, offsets and rebalances.
+//! - [`consume`]: the consumer group loop, the lanes' worker threads, offsets and rebalances.
 
 pub mod analysis;
 pub mod api;

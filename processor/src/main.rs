@@ -39,7 +39,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(args, settings) {
+    match run(args, &explicit, settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("netstream-processor: error: {e:#}");
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
+fn run(args: Args, explicit: &settings::Explicit, settings: Settings) -> anyhow::Result<()> {
     let config = consume::consumer_config(
         &args.brokers,
         &args.group,
@@ -95,11 +95,27 @@ fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
         )?));
     }
     let branch = setup.branch.clone();
-    let hosts =
-        registry::build(registry::ANALYSES, analyses, &mut setup).map_err(anyhow::Error::msg)?;
-    let engine = Engine::new(hosts);
-    tracing::info!(analyses = ?engine.names(), "analyses");
-    let shared = Arc::new(Shared::new(engine));
+    // The first lane: what the analyses need is checked here, before anything connects.
+    let first = Engine::new(
+        registry::build(registry::ANALYSES, analyses, &mut setup).map_err(anyhow::Error::msg)?,
+    );
+    let lanes = consume::lanes_for(settings.threads, analyses);
+    if lanes < settings.threads && explicit.has("threads") {
+        tracing::info!(
+            threads = settings.threads,
+            "the workloads analysis keeps one lane: running on one thread"
+        );
+    }
+    // No lane takes anything from `setup` (workloads keeps one lane), so the first is simply
+    // built again; the lanes' `flows` share --max-flows through `setup`.
+    let mut engines = vec![first];
+    while engines.len() < lanes {
+        let hosts = registry::build(registry::ANALYSES, analyses, &mut setup)
+            .map_err(anyhow::Error::msg)?;
+        engines.push(Engine::new(hosts));
+    }
+    tracing::info!(analyses = ?engines[0].names(), lanes, "analyses");
+    let shared = Arc::new(Shared::with_lanes(engines));
     let registry = prometheus::Registry::new();
     registry
         .register(Box::new(ProcessorCollector::new(shared.clone())?))

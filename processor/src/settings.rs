@@ -54,6 +54,8 @@ where
 pub struct Settings {
     /// Enabled analyses, by name, as given (checked against the registry later).
     pub analyses: Vec<String>,
+    /// `--threads`, or the cores this process may use.
+    pub threads: usize,
     pub max_flows: usize,
     pub flow_idle_timeout: Duration,
     pub flow_pod_labels: bool,
@@ -156,6 +158,10 @@ impl Settings {
 
         let settings = Settings {
             analyses: Vec::new(),
+            threads: match args.threads {
+                Some(n) => usize::from(n),
+                None => std::thread::available_parallelism().map_or(1, usize::from),
+            },
             max_flows: usize::try_from(max_flows)
                 .unwrap_or(crate::analysis::flows::table::MAX_FLOWS_LIMIT),
             flow_idle_timeout: pick_duration(
@@ -272,6 +278,9 @@ mod tests {
         assert_eq!(s.enrichment_sync_timeout, Duration::from_secs(60));
         assert_eq!(s.max_workload_series, 50_000);
         assert_eq!(s.enrichment, EnrichmentMode::Off);
+        assert!(s.threads >= 1);
+        assert_eq!(settings(&["--threads", "3"], "").unwrap().threads, 3);
+        assert!(settings(&["--threads", "0"], "").is_err());
         let s = settings(&["--branch-topic-prefix", "b"], "").unwrap();
         assert_eq!(s.analyses, ["flows", "branch"]);
         let s = settings(&["--analyses", "flows, branch"], "").unwrap();

@@ -63,8 +63,9 @@ fn group_members_share_partitions_and_sum_to_exactly_what_was_produced() {
     let topic = "scale-packets";
     broker.create_topic(topic, 6).expect("create topic");
     let brokers = broker.bootstrap();
-    let p1 = Processor::start(&brokers, topic, "scale", &[]);
-    let p2 = Processor::start(&brokers, topic, "scale", &[]);
+    // One, two and three lanes: the sums are exact whichever threads count them.
+    let p1 = Processor::start(&brokers, topic, "scale", &["--threads", "1"]);
+    let p2 = Processor::start(&brokers, topic, "scale", &["--threads", "2"]);
     wait_until(
         Duration::from_secs(30),
         "both processors own partitions",
@@ -112,7 +113,7 @@ fn group_members_share_partitions_and_sum_to_exactly_what_was_produced() {
         }
         producer.flush();
     });
-    let p3 = Processor::start(&brokers, topic, "scale", &[]);
+    let p3 = Processor::start(&brokers, topic, "scale", &["--threads", "3"]);
     wait_until(
         Duration::from_secs(60),
         "the third processor owns partitions",
@@ -212,7 +213,8 @@ fn revoked_partitions_drop_exactly_their_flows() {
     let topic = "revoke-packets";
     broker.create_topic(topic, 6).expect("create topic");
     let brokers = broker.bootstrap();
-    let p1 = Processor::start(&brokers, topic, "revoke", &[]);
+    // p1 runs its partitions on two lanes: a revocation takes them back from its workers.
+    let p1 = Processor::start(&brokers, topic, "revoke", &["--threads", "2"]);
     wait_until(Duration::from_secs(30), "p1 owns all partitions", || {
         p1.metrics()
             .sum("netstream_processor_partitions_assigned", &[])

@@ -221,9 +221,21 @@ impl<A: Analysis> Hosted for Host<A> {
     }
 
     fn snapshot(&self, snaps: &mut Snapshots) {
-        let mut snap = A::Snapshot::default();
-        self.analysis.snapshot(&self.shards, snaps, &mut snap);
-        snaps.entries.push((A::NAME, Box::new(snap), render::<A>));
+        // A later lane accumulates into the entry the first one made.
+        match snaps.entries.iter().position(|e| e.0 == A::NAME) {
+            Some(i) => {
+                let mut entry = std::mem::replace(&mut snaps.entries[i].1, Box::new(()));
+                if let Some(snap) = entry.downcast_mut::<A::Snapshot>() {
+                    self.analysis.snapshot(&self.shards, snaps, snap);
+                }
+                snaps.entries[i].1 = entry;
+            }
+            None => {
+                let mut snap = A::Snapshot::default();
+                self.analysis.snapshot(&self.shards, snaps, &mut snap);
+                snaps.entries.push((A::NAME, Box::new(snap), render::<A>));
+            }
+        }
     }
 
     fn defs(&self) -> Vec<FamilyDef> {

@@ -21,6 +21,8 @@ use crate::state::Shared;
 /// What the analyses are built from (the processor's flags and what `main` connected).
 pub struct Setup {
     pub max_flows: usize,
+    /// Flow tables over every lane: each engine built from this setup shares `max_flows`.
+    pub flow_tables: Arc<std::sync::atomic::AtomicUsize>,
     pub idle_ticks: u32,
     /// With `--enrichment` on: taken by `workloads`.
     pub enrichment: Option<Enrichment>,
@@ -35,6 +37,7 @@ impl Setup {
     pub fn new(max_flows: usize, idle_ticks: u32) -> Self {
         Setup {
             max_flows,
+            flow_tables: Arc::default(),
             idle_ticks,
             enrichment: None,
             branch: None,
@@ -67,7 +70,9 @@ pub const ANALYSES: &[Entry] = &[
         enable: "add flows to --analyses",
         build: |s| {
             Ok(host(
-                Flows::new(s.max_flows, s.idle_ticks).with_label_mode(label_mode(s)),
+                Flows::new(s.max_flows, s.idle_ticks)
+                    .with_label_mode(label_mode(s))
+                    .with_shared_tables(s.flow_tables.clone()),
             ))
         },
         routes: super::flows::api::routes,

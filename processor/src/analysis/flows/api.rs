@@ -14,7 +14,7 @@ use axum::routing::get;
 use serde::Serialize;
 
 use super::Flows;
-use super::table::{FlowEntry, ProtocolCounters, TopBy};
+use super::table::{FlowEntry, FlowTable, ProtocolCounters, TopBy};
 use crate::analysis::workloads::Workloads;
 use crate::analysis::workloads::enrichment::Enrichment;
 use crate::api::{MAX_TOP, bad_request, ip, rfc3339};
@@ -206,15 +206,16 @@ async fn flows(
     };
     let (flows, active) = {
         let engine = shared.lock();
-        let Some(host) = engine.host::<Flows>() else {
+        let tables: Vec<&FlowTable> = engine.hosts::<Flows>().flat_map(|h| &h.shards).collect();
+        if engine.hosts::<Flows>().next().is_none() {
             return crate::api::analysis_off(<Flows as crate::analysis::Analysis>::NAME);
-        };
+        }
         let enrichment = engine.analysis::<Workloads>().map(|w| &w.enrichment);
-        let flows: Vec<FlowJson> = top(&host.shards, q.top, q.by, q.protocol.as_deref())
+        let flows: Vec<FlowJson> = top(&tables, q.top, q.by, q.protocol.as_deref())
             .iter()
             .map(|e| FlowJson::with_identity(e, enrichment))
             .collect();
-        (flows, host.shards.iter().map(|t| t.len()).sum::<usize>())
+        (flows, tables.iter().map(|t| t.len()).sum::<usize>())
     };
     axum::Json(FlowsResponse {
         top: q.top,
@@ -231,18 +232,26 @@ async fn flows(
 
 async fn protocols(State(shared): State<Arc<Shared>>) -> Response {
     let engine = shared.lock();
-    let Some(flows) = engine.analysis::<Flows>() else {
+    if engine.hosts::<Flows>().next().is_none() {
         return crate::api::analysis_off(<Flows as crate::analysis::Analysis>::NAME);
-    };
-    let mut protocols: Vec<ProtocolJson> = flows
-        .protocols
-        .seen()
-        .map(|(protocol, t)| ProtocolJson {
-            protocol,
-            packets: t.packets,
-            bytes: t.bytes,
-        })
-        .collect();
+    }
+    // Summed over the lanes, in the protocols' own order.
+    let mut protocols: Vec<ProtocolJson> = Vec::new();
+    for flows in engine.hosts::<Flows>() {
+        for (protocol, t) in flows.analysis.protocols.seen() {
+            match protocols.iter_mut().find(|p| p.protocol == protocol) {
+                Some(p) => {
+                    p.packets += t.packets;
+                    p.bytes += t.bytes;
+                }
+                None => protocols.push(ProtocolJson {
+                    protocol,
+                    packets: t.packets,
+                    bytes: t.bytes,
+                }),
+            }
+        }
+    }
     drop(engine);
     protocols.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.protocol.cmp(b.protocol)));
     axum::Json(ProtocolsResponse { protocols }).into_response()
@@ -252,12 +261,7 @@ async fn protocols(State(shared): State<Arc<Shared>>) -> Response {
 /// one table only, so the top of the tops is exact).
 ///
 /// [`FlowTable::top`]: super::table::FlowTable::top
-pub fn top(
-    tables: &[super::table::FlowTable],
-    n: usize,
-    by: TopBy,
-    protocol: Option<&str>,
-) -> Vec<FlowEntry> {
+pub fn top(tables: &[&FlowTable], n: usize, by: TopBy, protocol: Option<&str>) -> Vec<FlowEntry> {
     let mut all: Vec<FlowEntry> = tables.iter().flat_map(|t| t.top(n, by, protocol)).collect();
     all.sort_unstable_by(|a, b| by.rank(b).cmp(&by.rank(a)).then(a.key.cmp(&b.key)));
     all.truncate(n);

@@ -42,7 +42,8 @@ pub fn load_file(path: &Path, cfg: IndexConfig) -> Result<IdentityIndex, FileErr
 /// `workloads` is off).
 pub fn sink(shared: Arc<Shared>) -> Sink {
     Arc::new(move |update: Update| {
-        if let Some(w) = shared.lock().analysis_mut::<Workloads>() {
+        // `workloads` runs on one lane (see `settings`): the first lane's engine holds it.
+        if let Some(w) = shared.lane(0).analysis_mut::<Workloads>() {
             w.enrichment.index.apply(update);
         }
     })
