@@ -44,6 +44,7 @@ fn help_documents_every_flag() {
         "--enrichment-sync-timeout",
         "--analyses",
         "--config",
+        "--threads",
         "NETSTREAM_BROKERS",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");

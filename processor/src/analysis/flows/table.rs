@@ -146,7 +146,7 @@ impl std::fmt::Debug for FlowTable {
 }
 
 /// Largest `max_flows` (positions are `u32`; 50 M flows is ~4.3 GB anyway).
-pub const MAX_FLOWS_LIMIT: usize = 50_000_000;
+pub const MAX_FLOWS_LIMIT: usize = netstream_config::MAX_FLOWS_LIMIT as usize;
 
 impl FlowTable {
     /// A table holding at most `max_flows` (clamped to 1..=[`MAX_FLOWS_LIMIT`]) flows, evicting
