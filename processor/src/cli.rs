@@ -77,8 +77,8 @@ pub struct Args {
     pub analyses: Vec<String>,
 
     /// Threads that run the analyses, each with its own engine (a lane) and the partitions
-    /// placed on it (so at most one per assigned partition does work). Default: the cores this
-    /// process may use (CPU quota included). The workloads analysis keeps one lane.
+    /// placed on it (so at most one per assigned partition does work). Default 1. The workloads
+    /// analysis keeps one lane.
     #[arg(long, env = "NETSTREAM_THREADS", value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,

@@ -160,7 +160,9 @@ impl Settings {
             analyses: Vec::new(),
             threads: match args.threads {
                 Some(n) => usize::from(n),
-                None => std::thread::available_parallelism().map_or(1, usize::from),
+                // One until a lane's flow share follows other lanes' tables at once (it follows
+                // at the next tick: the cap overshoots meanwhile).
+                None => 1,
             },
             max_flows: usize::try_from(max_flows)
                 .unwrap_or(crate::analysis::flows::table::MAX_FLOWS_LIMIT),
